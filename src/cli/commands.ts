@@ -1,0 +1,149 @@
+// Command definitions for `bridgehead`. Each prints readable text by default and exits
+// non-zero with a one-line reason when it cannot do what was asked.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import YAML from 'yaml';
+import {
+  ConfigError,
+  defaultOrganisation,
+  loadConfigFile,
+  loadDefaultConfig,
+  type LoadedConfig,
+} from '../config/load.js';
+import { TransportServer } from '../service/transport-server.js';
+import { hashPassword } from '../directory/passwords.js';
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+function loadOrDefault(file: string | undefined): LoadedConfig {
+  return file ? loadConfigFile(file) : loadDefaultConfig();
+}
+
+function printProblems(e: ConfigError): void {
+  process.stderr.write(`${e.file ?? 'configuration'}: ${e.problems.length} error(s)\n`);
+  for (const p of e.problems) process.stderr.write(`  error   ${p.path}: ${p.message}\n`);
+}
+
+export function buildProgram(): Command {
+  const program = new Command('bridgehead')
+    .description('Bridgehead mail transport server')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+  program
+    .command('serve')
+    .description('run a server of the organisation (embedded defaults without --config)')
+    .option('-c, --config <file>', 'organisation file (YAML)')
+    .option('-s, --server <name>', 'which server of the organisation this process is')
+    .option('-d, --data-dir <dir>', "override the server's data directory")
+    .action(async (opts: { config?: string; server?: string; dataDir?: string }) => {
+      const loaded = loadOrDefault(opts.config);
+      for (const w of loaded.warnings) process.stderr.write(`warning ${w.path}: ${w.message}\n`);
+      const server = new TransportServer(loaded, { serverName: opts.server, dataDir: opts.dataDir });
+      await server.start();
+      const r = server.recovery!;
+      process.stderr.write(
+        `bridgehead: server ${server.server.name} (${server.server.fqdn}) data ${server.dataDir}\n` +
+          `bridgehead: pre-submission queue holds ${r.messages.length} message(s)` +
+          (r.incomplete.length ? `; removed ${r.incomplete.length} incomplete file(s)` : '') +
+          (r.corrupt.length ? `; ${r.corrupt.length} corrupt file(s) moved to queue/corrupt` : '') +
+          '\n',
+      );
+      for (const vs of server.virtualServers) {
+        const a = vs.address();
+        process.stderr.write(`bridgehead: "${vs.config.name}" listening on ${a?.address}:${a?.port}\n`);
+      }
+      await new Promise<void>((resolve) => {
+        const stop = () => resolve();
+        process.once('SIGTERM', stop);
+        process.once('SIGINT', stop);
+      });
+      await server.stop();
+      process.stderr.write('bridgehead: stopped\n');
+    });
+
+  const config = program.command('config').description('organisation file tools');
+  config
+    .command('check')
+    .argument('<file>', 'organisation file (YAML)')
+    .description('validate an organisation file; prints every error with its path')
+    .action((file: string) => {
+      const loaded = loadConfigFile(file);
+      for (const w of loaded.warnings) process.stdout.write(`  warning ${w.path}: ${w.message}\n`);
+      const servers = loaded.org.routingGroups.reduce((n, g) => n + g.servers.length, 0);
+      process.stdout.write(
+        `${file}: OK (${loaded.org.routingGroups.length} routing group(s), ${servers} server(s), ` +
+          `${loaded.warnings.length} warning(s))\n`,
+      );
+    });
+  config
+    .command('defaults')
+    .description('print the embedded default organisation as YAML (a starting point)')
+    .action(() => {
+      process.stdout.write(YAML.stringify(defaultOrganisation()));
+    });
+
+  const user = program.command('user').description('directory users');
+  user
+    .command('passwd')
+    .argument('<name>', "the user's name or one of its addresses")
+    .requiredOption('-c, --config <file>', 'organisation file to update')
+    .option('--password-file <file>', 'read the password from this file (default: standard input)')
+    .description("set a user's SMTP AUTH password (stored as a scrypt hash)")
+    .action(async (name: string, opts: { config: string; passwordFile?: string }) => {
+      const password = opts.passwordFile
+        ? readFileSync(opts.passwordFile, 'utf8').replace(/\r?\n$/, '')
+        : await readStdin();
+      if (!password) throw new UsageError('the password is empty');
+      loadConfigFile(opts.config); // refuse to edit a file that does not validate
+      const doc = YAML.parseDocument(readFileSync(opts.config, 'utf8'));
+      const users = doc.getIn(['directory', 'users']) as YAML.YAMLSeq | undefined;
+      const wanted = name.toLowerCase();
+      const index = (users?.items ?? []).findIndex((item) => {
+        const u = (item as YAML.YAMLMap).toJSON() as { name?: string; addresses?: string[] };
+        return (
+          u.name?.toLowerCase() === wanted ||
+          (u.addresses ?? []).some((a) => a.replace(/^smtp:/i, '').toLowerCase() === wanted)
+        );
+      });
+      if (index === -1) throw new UsageError(`no user "${name}" in ${opts.config}`);
+      doc.setIn(['directory', 'users', index, 'passwordHash'], await hashPassword(password));
+      const { writeFileSync } = await import('node:fs');
+      writeFileSync(opts.config, doc.toString());
+      process.stdout.write(`password set for "${name}"\n`);
+    });
+  user
+    .command('hash-password')
+    .description('print a scrypt hash of the password read from standard input')
+    .action(async () => {
+      const password = await readStdin();
+      if (!password) throw new UsageError('the password is empty');
+      process.stdout.write(`${await hashPassword(password)}\n`);
+    });
+
+  return program;
+}
+
+class UsageError extends Error {}
+
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) return err.exitCode;
+    if (err instanceof ConfigError) {
+      printProblems(err);
+      return 1;
+    }
+    process.stderr.write(`bridgehead: ${(err as Error).message}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}

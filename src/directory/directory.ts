@@ -1,0 +1,72 @@
+// The directory the categorizer and the virtual server consult. The embedded backend reads
+// the organisation file; an LDAP backend implements the same interface.
+import type { OrganisationConfig } from '../config/schema.js';
+import { verifyPassword } from './passwords.js';
+
+type UserConfig = OrganisationConfig['directory']['users'][number];
+type ContactConfig = OrganisationConfig['directory']['contacts'][number];
+type GroupConfig = OrganisationConfig['directory']['groups'][number];
+
+export type DirectoryEntry =
+  | { kind: 'user'; name: string; primaryAddress: string; user: UserConfig }
+  | { kind: 'contact'; name: string; primaryAddress: string; contact: ContactConfig }
+  | { kind: 'group'; name: string; primaryAddress: string; group: GroupConfig };
+
+export interface AuthenticatedIdentity {
+  name: string;
+  primaryAddress: string;
+}
+
+export interface Directory {
+  /** The entry that owns this SMTP address (proxy addresses included), case-insensitive. */
+  findByAddress(address: string): Promise<DirectoryEntry | undefined>;
+  /** The entry with this display name (how groups name their members). */
+  findByName(name: string): Promise<DirectoryEntry | undefined>;
+  /** SMTP AUTH: login is a user's name or any of its addresses. */
+  authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined>;
+}
+
+/** Strips an "SMTP:" / "smtp:" proxy-address prefix. */
+function bare(address: string): string {
+  return address.replace(/^smtp:/i, '').toLowerCase();
+}
+
+export class EmbeddedDirectory implements Directory {
+  private readonly byAddress = new Map<string, DirectoryEntry>();
+  private readonly byName = new Map<string, DirectoryEntry>();
+
+  constructor(directory: OrganisationConfig['directory']) {
+    const add = (entry: DirectoryEntry, addresses: readonly string[]) => {
+      this.byName.set(entry.name.toLowerCase(), entry);
+      for (const a of addresses) this.byAddress.set(bare(a), entry);
+    };
+    for (const user of directory.users) {
+      add({ kind: 'user', name: user.name, primaryAddress: bare(user.addresses[0]!), user }, user.addresses);
+    }
+    for (const contact of directory.contacts) {
+      const primary = bare(contact.addresses[0] ?? contact.targetAddress);
+      add({ kind: 'contact', name: contact.name, primaryAddress: primary, contact }, contact.addresses);
+    }
+    for (const group of directory.groups) {
+      add(
+        { kind: 'group', name: group.name, primaryAddress: bare(group.addresses[0] ?? ''), group },
+        group.addresses,
+      );
+    }
+  }
+
+  async findByAddress(address: string): Promise<DirectoryEntry | undefined> {
+    return this.byAddress.get(bare(address));
+  }
+
+  async findByName(name: string): Promise<DirectoryEntry | undefined> {
+    return this.byName.get(name.toLowerCase());
+  }
+
+  async authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined> {
+    const entry = this.byName.get(login.toLowerCase()) ?? this.byAddress.get(bare(login));
+    if (!entry || entry.kind !== 'user' || !entry.user.passwordHash) return undefined;
+    if (!(await verifyPassword(password, entry.user.passwordHash))) return undefined;
+    return { name: entry.name, primaryAddress: entry.primaryAddress };
+  }
+}

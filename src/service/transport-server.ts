@@ -1,0 +1,128 @@
+// One Bridgehead server process: the server of the organisation named on the command line,
+// with every SMTP virtual server it has, its spool and logs under its data directory.
+import { promises as fsp, readFileSync } from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import type { LoadedConfig } from '../config/load.js';
+import { selectServer } from '../config/load.js';
+import type { ServerConfig, VirtualServerConfig } from '../config/schema.js';
+import { AcceptedDomains } from '../directory/accepted-domains.js';
+import { EmbeddedDirectory, type Directory } from '../directory/directory.js';
+import { EventLog } from '../logs/event-log.js';
+import { ProtocolLog } from '../logs/protocol-log.js';
+import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
+import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
+
+export interface TransportServerOptions {
+  serverName?: string;
+  /** Overrides the server's dataDir (relative paths resolve from the config file). */
+  dataDir?: string;
+  eventLog?: EventLog;
+  onAccepted?: (message: SpooledMessage) => void;
+}
+
+/** A self-signed certificate made once per data directory, for STARTTLS out of the box. */
+async function selfSignedContext(dataDir: string, fqdn: string): Promise<tls.SecureContext> {
+  const dir = path.join(dataDir, 'tls');
+  const certFile = path.join(dir, 'selfsigned.crt');
+  const keyFile = path.join(dir, 'selfsigned.key');
+  try {
+    return tls.createSecureContext({ cert: await fsp.readFile(certFile), key: await fsp.readFile(keyFile) });
+  } catch {
+    const selfsigned = await import('selfsigned');
+    const pems = await selfsigned.generate([{ name: 'commonName', value: fqdn }], {
+      keySize: 2048,
+      algorithm: 'sha256',
+      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: fqdn }] }],
+    });
+    await fsp.mkdir(dir, { recursive: true });
+    await fsp.writeFile(keyFile, pems.private, { mode: 0o600 });
+    await fsp.writeFile(certFile, pems.cert);
+    return tls.createSecureContext({ cert: pems.cert, key: pems.private });
+  }
+}
+
+export class TransportServer {
+  readonly server: ServerConfig;
+  readonly dataDir: string;
+  readonly eventLog: EventLog;
+  readonly virtualServers: VirtualServerRuntime[] = [];
+  readonly preSubmission: Spool;
+  readonly directory: Directory;
+  readonly acceptedDomains: AcceptedDomains;
+  recovery: RecoveryReport | undefined;
+
+  constructor(
+    readonly loaded: LoadedConfig,
+    private readonly options: TransportServerOptions = {},
+  ) {
+    const { server } = selectServer(loaded.org, options.serverName);
+    this.server = server;
+    this.dataDir = path.resolve(loaded.baseDir, options.dataDir ?? server.dataDir);
+    this.eventLog = options.eventLog ?? new EventLog(server.diagnosticLogging);
+    this.preSubmission = new Spool(path.join(this.dataDir, 'queue', 'pre-submission'));
+    this.directory = new EmbeddedDirectory(loaded.org.directory);
+    this.acceptedDomains = new AcceptedDomains(loaded.org.recipientPolicies);
+  }
+
+  private async tlsContextFor(vs: VirtualServerConfig): Promise<tls.SecureContext | undefined> {
+    if (!vs.tls.enabled) return undefined;
+    if (vs.tls.certFile && vs.tls.keyFile) {
+      const resolve = (f: string) => path.resolve(this.loaded.baseDir, f);
+      return tls.createSecureContext({
+        cert: readFileSync(resolve(vs.tls.certFile)),
+        key: readFileSync(resolve(vs.tls.keyFile)),
+      });
+    }
+    return selfSignedContext(this.dataDir, this.server.fqdn);
+  }
+
+  async start(): Promise<void> {
+    await fsp.mkdir(this.dataDir, { recursive: true });
+    // Recovery runs before any listener opens, so no live write can be mistaken for debris.
+    this.recovery = await this.preSubmission.recover();
+    const log = this.eventLog.category('SMTP Protocol');
+    if (this.recovery.incomplete.length || this.recovery.corrupt.length) {
+      this.eventLog
+        .category('Queuing Engine')
+        .warn(
+          { incomplete: this.recovery.incomplete.length, corrupt: this.recovery.corrupt.length },
+          'spool recovery removed incomplete files and set aside corrupt ones',
+        );
+    }
+    for (const vs of this.server.virtualServers) {
+      const runtime = new VirtualServerRuntime({
+        serverName: this.server.name,
+        fqdn: this.server.fqdn,
+        config: vs,
+        acceptedDomains: this.acceptedDomains,
+        directory: this.directory,
+        spool: this.preSubmission,
+        orgMaxRecipients: this.loaded.org.organisation.maxRecipientsPerMessage,
+        tlsContext: await this.tlsContextFor(vs),
+        protocolLog: vs.protocolLog.enabled
+          ? await ProtocolLog.open(this.dataDir, 'receive', vs.name, vs.protocolLog.retentionDays)
+          : undefined,
+        log,
+        onAccepted: this.options.onAccepted,
+      });
+      try {
+        await runtime.listen();
+      } catch (err) {
+        await this.stop();
+        throw new Error(
+          `virtual server "${vs.name}" cannot listen on ${vs.ip}:${vs.port}: ${(err as Error).message}`,
+        );
+      }
+      this.virtualServers.push(runtime);
+      this.eventLog.service.info(
+        { virtualServer: vs.name, ip: vs.ip, port: runtime.address()?.port },
+        'SMTP virtual server listening',
+      );
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.virtualServers.map((v) => v.close()));
+  }
+}

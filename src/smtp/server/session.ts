@@ -1,0 +1,854 @@
+// One SMTP session on a virtual server: the command state machine, DATA and BDAT intake,
+// STARTTLS, AUTH, limits and the relay decision. Replies follow [003:6866-6939].
+//
+// Input is processed strictly in order by one pump loop, so pipelined commands are answered
+// in order and a pipelined QUIT after DATA waits for the message to be on disk.
+import type net from 'node:net';
+import tls from 'node:tls';
+import { formatReply, reply, TransportError, type Reply } from '../status.js';
+import { decodeXtext, isValidXtext, parsePath } from '../address.js';
+import { newMessageId, type Envelope, type RecipientEnvelope, type SpoolWriter } from '../../queue/spool.js';
+import type { VirtualServerRuntime } from './virtual-server.js';
+import type { AuthenticatedIdentity } from '../../directory/directory.js';
+
+type Mode = 'command' | 'data' | 'bdat' | 'auth' | 'closed';
+
+interface Transaction {
+  sender: string;
+  body: Envelope['body'];
+  smtputf8: boolean;
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+  declaredSize?: number;
+  recipients: RecipientEnvelope[];
+  rejectedRecipients: number;
+  writer?: SpoolWriter;
+  /** Client bytes of the message so far. */
+  bytes: number;
+  /** Set once the message exceeded a limit; data is still consumed to its end. */
+  failure?: Reply;
+  header: HeaderScan;
+  /** BDAT chunks so far (a failed BDAT poisons the rest of the transaction). */
+  bdatFailed?: boolean;
+}
+
+/** Collects the header section while the message streams, for hop count and tracking. */
+class HeaderScan {
+  private parts: Buffer[] = [];
+  private length = 0;
+  done = false;
+  feed(chunk: Buffer): void {
+    if (this.done) return;
+    this.parts.push(chunk);
+    this.length += chunk.length;
+    const joined = this.parts.length > 1 ? Buffer.concat(this.parts) : chunk;
+    this.parts = [joined];
+    if (joined.indexOf('\r\n\r\n') !== -1 || joined.indexOf('\n\n') !== -1 || joined.indexOf('\n') === 0) {
+      this.done = true;
+    } else if (this.length > 256 * 1024) this.done = true;
+  }
+  text(): string {
+    const all = Buffer.concat(this.parts).toString('utf8');
+    const end = all.search(/\r?\n\r?\n/);
+    return end === -1 ? all : all.slice(0, end);
+  }
+  /** Unfolded header fields, in order. */
+  fields(): { name: string; value: string }[] {
+    const unfolded = this.text().replace(/\r?\n[ \t]/g, ' ');
+    return unfolded
+      .split(/\r?\n/)
+      .map((line) => {
+        const colon = line.indexOf(':');
+        return colon > 0
+          ? { name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() }
+          : undefined;
+      })
+      .filter((f): f is { name: string; value: string } => f !== undefined);
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+const AUTH_PROMPT_USER = 'VXNlcm5hbWU6';
+const AUTH_PROMPT_PASS = 'UGFzc3dvcmQ6';
+
+function rfc5322Date(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(
+    d.getUTCHours(),
+  )}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+let sessionCounter = 0;
+
+export class SmtpSession {
+  readonly id: string;
+  private socket: net.Socket | tls.TLSSocket;
+  private buffer: Buffer = EMPTY;
+  private mode: Mode = 'command';
+  private pumping = false;
+  private discardingLine = false;
+  private seq = 0;
+
+  private helo: string | undefined;
+  private esmtp = false;
+  private tlsActive = false;
+  private identity: AuthenticatedIdentity | undefined;
+  private tx: Transaction | undefined;
+  private messagesAccepted = 0;
+  private sessionBytes = 0;
+  private errors = 0;
+
+  // DATA intake state
+  private atLineStart = true;
+  private lineStartAfterCrlf = true;
+  // BDAT intake state
+  private bdatRemaining = 0;
+  private bdatLast = false;
+  private bdatSize = 0;
+  // AUTH continuation
+  private authStep: ((line: string) => Promise<void>) | undefined;
+
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  private readonly localEndpoint: string;
+  private readonly remoteEndpoint: string;
+
+  constructor(
+    socket: net.Socket,
+    private readonly vs: VirtualServerRuntime,
+  ) {
+    this.socket = socket;
+    this.id = `${Date.now().toString(36)}${(++sessionCounter).toString(36)}`.toUpperCase();
+    this.remoteAddress = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+    this.remotePort = socket.remotePort ?? 0;
+    this.localEndpoint = `${(socket.localAddress ?? '').replace(/^::ffff:/, '')}:${socket.localPort}`;
+    this.remoteEndpoint = `${this.remoteAddress}:${this.remotePort}`;
+  }
+
+  private get config() {
+    return this.vs.config;
+  }
+
+  start(): void {
+    this.log('+', '');
+    this.attach(this.socket);
+    this.socket.setNoDelay(true);
+    this.send(
+      reply(220, undefined, `${this.vs.fqdn} Bridgehead ESMTP Service ready at ${rfc5322Date(new Date())}`),
+    );
+  }
+
+  private attach(socket: net.Socket | tls.TLSSocket): void {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', () => undefined);
+    socket.on('close', () => this.onClose());
+    socket.setTimeout(this.config.connections.idleTimeout * 1000);
+    socket.on('timeout', () => {
+      if (this.mode === 'closed') return;
+      this.send(reply(421, '4.4.2', `${this.vs.fqdn} Timeout exceeded, closing transmission channel`));
+      this.close();
+    });
+  }
+
+  // ------------------------------------------------------------------ I/O
+
+  private log(event: string, data: string): void {
+    this.vs.protocolLog?.write(this.id, this.seq++, this.localEndpoint, this.remoteEndpoint, event, data);
+  }
+
+  private send(r: Reply): void {
+    if (this.mode === 'closed' || this.socket.destroyed) return;
+    const text = formatReply(r);
+    if (this.vs.protocolLog) for (const line of text.split('\r\n').slice(0, -1)) this.log('>', line);
+    this.socket.write(text);
+  }
+
+  private close(): void {
+    if (this.mode === 'closed') return;
+    this.mode = 'closed';
+    this.socket.end();
+    // A peer that never reads its half of the close must not hold the socket forever.
+    setTimeout(() => this.socket.destroy(), 5000).unref();
+  }
+
+  /** Cuts the connection at once (shutdown after the grace period). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private onClose(): void {
+    if (this.tx?.writer) void this.tx.writer.abort();
+    this.tx = undefined;
+    if (this.mode !== 'closed') this.mode = 'closed';
+    this.log('-', '');
+    this.vs.sessionEnded(this);
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.mode === 'closed') return;
+    if (this.discardingLine) {
+      const nl = chunk.indexOf(0x0a);
+      if (nl === -1) return;
+      this.discardingLine = false;
+      chunk = chunk.subarray(nl + 1);
+    }
+    this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
+    if (this.buffer.length > 4 * 1024 * 1024) this.socket.pause();
+    if (!this.pumping) void this.pump();
+  }
+
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    this.socket.cork();
+    try {
+      while (this.mode !== 'closed') {
+        const progressed = await this.step();
+        if (!progressed) break;
+      }
+    } catch (err) {
+      // A bug here must not take the process down; the client gets a transient error.
+      this.vs.log.error({ err, session: this.id }, 'session failed');
+      this.send(
+        reply(421, '4.3.0', `${this.vs.fqdn} Local error in processing, closing transmission channel`),
+      );
+      this.close();
+    } finally {
+      this.pumping = false;
+      this.socket.uncork();
+      if (this.socket.isPaused() && this.buffer.length < 1024 * 1024) this.socket.resume();
+    }
+  }
+
+  private async step(): Promise<boolean> {
+    switch (this.mode) {
+      case 'command':
+      case 'auth':
+        return this.commandStep();
+      case 'data':
+        return this.dataStep();
+      case 'bdat':
+        return this.bdatStep();
+      default:
+        return false;
+    }
+  }
+
+  private async commandStep(): Promise<boolean> {
+    const nl = this.buffer.indexOf(0x0a);
+    const max = this.config.connections.maxCommandLineLength;
+    if (nl === -1) {
+      if (this.buffer.length > max) {
+        this.buffer = EMPTY;
+        this.discardingLine = true;
+        this.lineTooLong();
+      }
+      return false;
+    }
+    const end = nl > 0 && this.buffer[nl - 1] === 0x0d ? nl - 1 : nl;
+    const line = this.buffer.subarray(0, end).toString('utf8');
+    this.buffer = this.buffer.subarray(nl + 1);
+    if (nl + 1 > max) {
+      this.lineTooLong();
+      return true;
+    }
+    if (this.mode === 'auth' && this.authStep) {
+      this.log('<', '****');
+      const next = this.authStep;
+      this.authStep = undefined;
+      this.mode = 'command';
+      await next(line);
+      return true;
+    }
+    this.log('<', /^AUTH\s+\S+\s+\S/i.test(line) ? line.replace(/^(AUTH\s+\S+\s+).*/i, '$1****') : line);
+    await this.command(line);
+    return true;
+  }
+
+  private lineTooLong(): void {
+    this.send(reply(500, '5.5.2', 'Line too long'));
+    this.countError();
+  }
+
+  private countError(): void {
+    if (++this.errors >= 20) {
+      this.send(reply(421, '4.7.0', `${this.vs.fqdn} Too many errors, closing transmission channel`));
+      this.close();
+    }
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  private async command(line: string): Promise<void> {
+    const sp = line.indexOf(' ');
+    const verb = (sp === -1 ? line : line.slice(0, sp)).toUpperCase();
+    const arg = sp === -1 ? '' : line.slice(sp + 1).trim();
+
+    if (this.config.authentication.requireTls && !this.tlsActive) {
+      if (!['EHLO', 'HELO', 'STARTTLS', 'NOOP', 'RSET', 'QUIT', 'HELP'].includes(verb)) {
+        this.send(reply(530, '5.7.0', 'Must issue a STARTTLS command first'));
+        return;
+      }
+    }
+
+    try {
+      switch (verb) {
+        case 'EHLO':
+        case 'HELO':
+          return this.hello(verb, arg);
+        case 'MAIL':
+          return this.mail(arg);
+        case 'RCPT':
+          return await this.rcpt(arg);
+        case 'DATA':
+          return this.data(arg);
+        case 'BDAT':
+          return this.bdat(arg);
+        case 'RSET':
+          await this.resetTransaction();
+          return this.send(reply(250, '2.0.0', 'Resetting'));
+        case 'NOOP':
+          return this.send(reply(250, '2.0.0', 'OK'));
+        case 'QUIT':
+          this.send(reply(221, '2.0.0', `${this.vs.fqdn} Service closing transmission channel`));
+          return this.close();
+        case 'HELP':
+          return this.help();
+        case 'VRFY':
+          return await this.vrfy(arg);
+        case 'EXPN':
+          return this.send(reply(502, '5.3.3', 'EXPN is not available'));
+        case 'STARTTLS':
+          return this.startTls(arg);
+        case 'AUTH':
+          return await this.auth(arg);
+        case 'ETRN':
+          return await this.etrn(arg);
+        case 'TURN':
+        case 'ATRN':
+          return await this.atrn(verb, arg);
+        default:
+          this.send(reply(500, '5.3.3', 'Unrecognized command'));
+          return this.countError();
+      }
+    } catch (err) {
+      if (err instanceof TransportError) {
+        this.send(err.reply);
+        if (err.closeConnection) this.close();
+        else if (err.code >= 500) this.countError();
+        return;
+      }
+      throw err;
+    }
+  }
+
+  private requireHello(): void {
+    if (!this.helo) throw new TransportError(503, '5.5.1', 'Send hello first');
+  }
+
+  private hello(verb: 'EHLO' | 'HELO', arg: string): void {
+    if (!arg || /\s/.test(arg)) {
+      throw new TransportError(501, '5.5.4', `Syntax: ${verb} hostname`);
+    }
+    void this.resetTransaction();
+    this.helo = arg;
+    this.esmtp = verb === 'EHLO';
+    const greeting = `${this.vs.fqdn} Hello [${this.remoteAddress}]`;
+    if (verb === 'HELO') return this.send(reply(250, undefined, greeting));
+    const lines = [greeting, 'TURN', 'ATRN'];
+    const max = this.config.messages.maxMessageSizeKb;
+    lines.push(max === null ? 'SIZE' : `SIZE ${max * 1024}`);
+    lines.push('ETRN', 'PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES', '8BITMIME', 'BINARYMIME', 'CHUNKING');
+    if (this.config.vrfy) lines.push('VRFY');
+    if (this.vs.tlsContext && !this.tlsActive) lines.push('STARTTLS');
+    if (this.authOffered()) lines.push('AUTH LOGIN PLAIN');
+    lines.push('SMTPUTF8', 'OK');
+    this.send(reply(250, undefined, lines));
+  }
+
+  private authOffered(): boolean {
+    const a = this.config.authentication;
+    return a.basic && !this.identity && (this.tlsActive || a.basicWithoutTls);
+  }
+
+  private help(): void {
+    this.send(
+      reply(214, '2.0.0', [
+        'Commands:',
+        'HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP',
+        'VRFY ETRN TURN ATRN STARTTLS AUTH',
+        'End of HELP info',
+      ]),
+    );
+  }
+
+  private async resetTransaction(): Promise<void> {
+    const writer = this.tx?.writer;
+    this.tx = undefined;
+    if (writer) await writer.abort();
+  }
+
+  private mail(arg: string): void {
+    this.requireHello();
+    if (this.tx) throw new TransportError(503, '5.5.1', 'Sender already specified');
+    if (!this.config.authentication.anonymous && !this.identity) {
+      throw new TransportError(530, '5.7.1', 'Client was not authenticated');
+    }
+    const max = this.config.messages.maxMessagesPerConnection;
+    if (max !== null && this.messagesAccepted >= max) {
+      throw new TransportError(
+        421,
+        '4.7.0',
+        `${this.vs.fqdn} Too many messages for this connection, closing transmission channel`,
+        true,
+      );
+    }
+    const path = parsePath(arg, 'sender');
+    const tx: Transaction = {
+      sender: path.address,
+      body: '7BIT',
+      smtputf8: false,
+      recipients: [],
+      rejectedRecipients: 0,
+      bytes: 0,
+      header: new HeaderScan(),
+    };
+    for (const [key, value] of path.params) {
+      switch (key) {
+        case 'SIZE': {
+          if (!value || !/^\d+$/.test(value))
+            throw new TransportError(501, '5.5.4', 'Invalid SIZE parameter');
+          tx.declaredSize = Number(value);
+          const limit = this.config.messages.maxMessageSizeKb;
+          if (limit !== null && tx.declaredSize > limit * 1024) {
+            throw new TransportError(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+          }
+          break;
+        }
+        case 'BODY': {
+          const body = (value ?? '').toUpperCase();
+          if (body !== '7BIT' && body !== '8BITMIME' && body !== 'BINARYMIME') {
+            throw new TransportError(501, '5.5.4', `Invalid BODY parameter: ${value ?? ''}`);
+          }
+          tx.body = body;
+          break;
+        }
+        case 'SMTPUTF8':
+          if (value !== undefined) throw new TransportError(501, '5.5.4', 'SMTPUTF8 takes no value');
+          tx.smtputf8 = true;
+          break;
+        case 'RET': {
+          const ret = (value ?? '').toUpperCase();
+          if (ret !== 'FULL' && ret !== 'HDRS')
+            throw new TransportError(501, '5.5.4', 'Invalid RET parameter');
+          tx.ret = ret;
+          break;
+        }
+        case 'ENVID':
+          if (!value || value.length > 100 || !isValidXtext(value)) {
+            throw new TransportError(501, '5.5.4', 'Invalid ENVID parameter');
+          }
+          tx.envid = decodeXtext(value);
+          break;
+        case 'AUTH':
+          // RFC 4954 §5: the submitter's identity; kept only from a trusted session.
+          break;
+        default:
+          throw new TransportError(555, '5.5.4', `Unsupported option: ${key}`);
+      }
+    }
+    if (path.utf8 && !tx.smtputf8) {
+      throw new TransportError(553, '5.6.7', 'Non-ASCII address requires the SMTPUTF8 parameter');
+    }
+    if (!this.esmtp && path.params.size) {
+      throw new TransportError(555, '5.5.4', 'Parameters need EHLO');
+    }
+    this.tx = tx;
+    this.send(reply(250, '2.1.0', `${path.address}....Sender OK`));
+  }
+
+  private async rcpt(arg: string): Promise<void> {
+    this.requireHello();
+    const tx = this.tx;
+    if (!tx) throw new TransportError(503, '5.5.1', 'Need mail command');
+    const path = parsePath(arg, 'recipient');
+    const rcpt: RecipientEnvelope = { address: path.address };
+    for (const [key, value] of path.params) {
+      if (key === 'NOTIFY') {
+        const items = (value ?? '').toUpperCase().split(',');
+        const valid = ['SUCCESS', 'FAILURE', 'DELAY'];
+        const ok =
+          (items.length === 1 && items[0] === 'NEVER') ||
+          (items.length > 0 && items.every((i) => valid.includes(i)));
+        if (!ok) throw new TransportError(501, '5.5.4', 'Invalid NOTIFY parameter');
+        rcpt.notify = items;
+      } else if (key === 'ORCPT') {
+        if (!value || !/^[A-Za-z0-9-]+;/.test(value) || !isValidXtext(value.slice(value.indexOf(';') + 1))) {
+          throw new TransportError(501, '5.5.4', 'Invalid ORCPT parameter');
+        }
+        rcpt.orcpt = decodeXtext(value);
+      } else {
+        throw new TransportError(555, '5.5.4', `Unsupported option: ${key}`);
+      }
+    }
+    if (path.utf8 && !tx.smtputf8) {
+      throw new TransportError(553, '5.6.7', 'Non-ASCII address requires the SMTPUTF8 parameter');
+    }
+    const max = this.vs.maxRecipients;
+    if (max !== null && tx.recipients.length >= max) {
+      tx.rejectedRecipients++;
+      throw new TransportError(452, '4.5.3', 'Too many recipients');
+    }
+    // "Postmaster" without a domain is always ours (RFC 5321 §4.5.1).
+    const local = path.domain === '' || this.vs.acceptedDomains.match(path.domain) !== undefined;
+    if (!local && !this.relayPermitted()) {
+      tx.rejectedRecipients++;
+      throw new TransportError(550, '5.7.1', `Unable to relay for ${path.address}`);
+    }
+    tx.recipients.push(rcpt);
+    this.send(reply(250, '2.1.5', path.address));
+  }
+
+  private relayPermitted(): boolean {
+    const relay = this.config.relay;
+    if (this.identity && relay.allowAuthenticated) return true;
+    const listed = this.vs.relayList.contains(this.remoteAddress);
+    return relay.mode === 'onlyList' ? listed : !listed;
+  }
+
+  /** Checks before message data may start (DATA or first BDAT). */
+  private readyForData(tx: Transaction | undefined): Transaction {
+    this.requireHello();
+    if (!tx) throw new TransportError(503, '5.5.1', 'Need mail command');
+    if (tx.recipients.length === 0) {
+      if (tx.rejectedRecipients > 0) throw new TransportError(554, '5.5.1', 'No valid recipients');
+      throw new TransportError(503, '5.5.1', 'Need rcpt command');
+    }
+    return tx;
+  }
+
+  private openMessage(tx: Transaction): void {
+    const id = newMessageId();
+    const envelope: Envelope = {
+      id,
+      receivedAt: new Date().toISOString(),
+      server: this.vs.serverName,
+      virtualServer: this.config.name,
+      client: {
+        ip: this.remoteAddress,
+        port: this.remotePort,
+        helo: this.helo ?? '',
+        tls: this.tlsActive,
+        ...(this.identity ? { authenticatedAs: this.identity.primaryAddress || this.identity.name } : {}),
+      },
+      sender: tx.sender,
+      body: tx.body,
+      smtputf8: tx.smtputf8,
+      ...(tx.ret ? { ret: tx.ret } : {}),
+      ...(tx.envid !== undefined ? { envid: tx.envid } : {}),
+      ...(tx.declaredSize !== undefined ? { declaredSize: tx.declaredSize } : {}),
+      recipients: tx.recipients,
+    };
+    tx.writer = this.vs.spool.createWriter(envelope);
+    const proto =
+      (tx.smtputf8 ? 'UTF8SMTP' : this.esmtp ? 'ESMTP' : 'SMTP') +
+      (this.tlsActive ? 'S' : '') +
+      (this.identity ? 'A' : '');
+    const received =
+      `Received: from ${this.helo} ([${this.remoteAddress}]) by ${this.vs.fqdn} with ${proto}\r\n` +
+      `\tid ${id}; ${rfc5322Date(new Date())}\r\n`;
+    void tx.writer.write(Buffer.from(received, 'utf8'));
+  }
+
+  private data(arg: string): void {
+    if (arg) throw new TransportError(501, '5.5.4', 'Syntax: DATA');
+    const tx = this.readyForData(this.tx);
+    if (tx.body === 'BINARYMIME') throw new TransportError(503, '5.5.1', 'BODY=BINARYMIME requires BDAT');
+    if (tx.writer) throw new TransportError(503, '5.5.1', 'BDAT in progress; DATA not allowed');
+    this.openMessage(tx);
+    this.mode = 'data';
+    this.atLineStart = true;
+    this.lineStartAfterCrlf = true;
+    this.socket.setTimeout(this.config.connections.dataTimeout * 1000);
+    this.send(reply(354, undefined, 'Start mail input; end with <CRLF>.<CRLF>'));
+  }
+
+  /** Consumes DATA bytes: dot-unstuffing, end at CRLF.CRLF (never a bare-LF variant). */
+  private async dataStep(): Promise<boolean> {
+    const buf = this.buffer;
+    if (buf.length === 0) return false;
+    const tx = this.tx!;
+    const segments: Buffer[] = [];
+    let segStart = 0;
+    let pos = 0;
+    let ended = false;
+    while (pos < buf.length) {
+      if (this.atLineStart && buf[pos] === 0x2e) {
+        // "." at a line start: end marker, or a stuffed dot to remove.
+        if (pos + 1 >= buf.length || (buf[pos + 1] === 0x0d && pos + 2 >= buf.length)) break; // need more
+        if (this.lineStartAfterCrlf && buf[pos + 1] === 0x0d && buf[pos + 2] === 0x0a) {
+          if (pos > segStart) segments.push(buf.subarray(segStart, pos));
+          pos += 3;
+          segStart = pos;
+          ended = true;
+          break;
+        }
+        if (pos > segStart) segments.push(buf.subarray(segStart, pos));
+        segStart = pos + 1;
+      }
+      const nl = buf.indexOf(0x0a, pos);
+      if (nl === -1) {
+        pos = buf.length;
+        this.atLineStart = false;
+        break;
+      }
+      this.atLineStart = true;
+      this.lineStartAfterCrlf = nl > 0 ? buf[nl - 1] === 0x0d : this.lineStartAfterCrlf;
+      pos = nl + 1;
+    }
+    if (!ended && pos > segStart) segments.push(buf.subarray(segStart, pos));
+    // What is left is either pipelined commands after the end marker, or an undecided
+    // "." / ".\r" at a line start that needs the next chunk.
+    this.buffer = buf.subarray(pos);
+    for (const s of segments) await this.messageBytes(tx, s);
+    if (!ended) return false;
+    this.mode = 'command';
+    this.socket.setTimeout(this.config.connections.idleTimeout * 1000);
+    await this.finishMessage(tx);
+    return true;
+  }
+
+  private async messageBytes(tx: Transaction, chunk: Buffer): Promise<void> {
+    tx.bytes += chunk.length;
+    if (tx.failure) return;
+    const limit = this.config.messages.maxMessageSizeKb;
+    if (limit !== null && tx.bytes > limit * 1024) {
+      tx.failure = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+      await tx.writer?.abort();
+      return;
+    }
+    const sessionLimit = this.config.messages.maxSessionSizeKb;
+    if (sessionLimit !== null && this.sessionBytes + tx.bytes > sessionLimit * 1024) {
+      tx.failure = reply(552, '5.3.4', 'Session size exceeds fixed maximum session size');
+      await tx.writer?.abort();
+      return;
+    }
+    tx.header.feed(chunk);
+    await tx.writer!.write(chunk);
+  }
+
+  private async finishMessage(tx: Transaction): Promise<void> {
+    this.tx = undefined;
+    this.sessionBytes += tx.bytes;
+    if (tx.failure) {
+      await tx.writer?.abort();
+      this.send(tx.failure);
+      if (tx.failure.text.toString().startsWith('Session size')) this.close();
+      return;
+    }
+    const writer = tx.writer!;
+    const fields = tx.header.fields();
+    const hops = fields.filter((f) => f.name.toLowerCase() === 'received').length + 1;
+    if (hops > this.config.delivery.maxHopCount) {
+      await writer.abort();
+      this.send(reply(554, '5.4.6', 'Hop count exceeded - possible mail loop'));
+      return;
+    }
+    const field = (name: string) => fields.find((f) => f.name.toLowerCase() === name)?.value;
+    const messageId = field('message-id');
+    if (messageId) writer.envelope.messageId = messageId;
+    const subject = field('subject');
+    if (subject !== undefined) writer.envelope.subject = subject;
+    const from = field('from');
+    if (from !== undefined) writer.envelope.headerFrom = from;
+    try {
+      const spooled = await writer.commit();
+      this.messagesAccepted++;
+      this.send(reply(250, '2.6.0', `<${writer.envelope.id}@${this.vs.fqdn}> Queued mail for delivery`));
+      this.vs.accepted(spooled);
+    } catch (err) {
+      await writer.abort();
+      this.vs.log.error({ err, id: writer.envelope.id }, 'cannot write message to the spool');
+      this.send(reply(451, '4.3.0', 'Error writing message to the queue; try again later'));
+    }
+  }
+
+  private bdat(arg: string): void {
+    const m = /^(\d+)(?:\s+(LAST))?$/i.exec(arg);
+    if (!m) throw new TransportError(501, '5.5.4', 'Syntax: BDAT chunk-size [LAST]');
+    this.bdatSize = Number(m[1]);
+    this.bdatRemaining = this.bdatSize;
+    this.bdatLast = m[2] !== undefined;
+    // The chunk is consumed whatever the verdict, so the session stays in step.
+    let error: Reply | undefined;
+    try {
+      const tx = this.readyForData(this.tx);
+      if (tx.bdatFailed) throw new TransportError(503, '5.5.1', 'Previous BDAT failed; send RSET');
+      if (!tx.writer) this.openMessage(tx);
+    } catch (err) {
+      if (!(err instanceof TransportError)) throw err;
+      error = err.reply;
+    }
+    this.bdatError = error;
+    this.mode = 'bdat';
+    this.socket.setTimeout(this.config.connections.dataTimeout * 1000);
+  }
+
+  private bdatError: Reply | undefined;
+
+  private async bdatStep(): Promise<boolean> {
+    if (this.bdatRemaining > 0) {
+      if (this.buffer.length === 0) return false;
+      const take = Math.min(this.bdatRemaining, this.buffer.length);
+      const chunk = this.buffer.subarray(0, take);
+      this.buffer = this.buffer.subarray(take);
+      this.bdatRemaining -= take;
+      if (!this.bdatError && this.tx) await this.messageBytes(this.tx, chunk);
+      if (this.bdatRemaining > 0) return false;
+    }
+    this.mode = 'command';
+    this.socket.setTimeout(this.config.connections.idleTimeout * 1000);
+    if (this.bdatError) {
+      const err = this.bdatError;
+      this.bdatError = undefined;
+      if (this.tx) this.tx.bdatFailed = true;
+      this.send(err);
+      return true;
+    }
+    const tx = this.tx!;
+    if (this.bdatLast) {
+      await this.finishMessage(tx);
+    } else if (tx.failure) {
+      tx.bdatFailed = true;
+      await tx.writer?.abort();
+      this.send(tx.failure);
+    } else {
+      this.send(reply(250, '2.0.0', `${this.bdatSize} octets received`));
+    }
+    return true;
+  }
+
+  private async vrfy(arg: string): Promise<void> {
+    if (!arg) throw new TransportError(501, '5.5.4', 'Syntax: VRFY address');
+    if (!this.config.vrfy) {
+      return this.send(reply(252, '2.1.5', 'Cannot VRFY user, but will accept message and attempt delivery'));
+    }
+    const address = arg.replace(/^<|>$/g, '');
+    const entry = await this.vs.directory.findByAddress(address);
+    if (!entry) throw new TransportError(550, '5.1.1', `${address}... User unknown`);
+    this.send(reply(250, '2.1.5', `${entry.name} <${entry.primaryAddress}>`));
+  }
+
+  private startTls(arg: string): void {
+    if (arg) throw new TransportError(501, '5.5.4', 'Syntax: STARTTLS');
+    if (!this.vs.tlsContext) throw new TransportError(454, '4.7.0', 'TLS not available');
+    if (this.tlsActive) throw new TransportError(503, '5.5.1', 'TLS already active');
+    if (this.tx) throw new TransportError(503, '5.5.1', 'STARTTLS not allowed during a mail transaction');
+    this.send(reply(220, '2.0.0', 'SMTP server ready'));
+    this.socket.uncork();
+    // RFC 3207 §4.2: anything pipelined after STARTTLS is discarded; the session restarts.
+    this.buffer = EMPTY;
+    const raw = this.socket;
+    raw.removeAllListeners('data');
+    raw.removeAllListeners('timeout');
+    raw.removeAllListeners('close');
+    raw.setTimeout(0);
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.vs.tlsContext });
+    this.socket = secure;
+    this.tlsActive = true;
+    this.helo = undefined;
+    this.esmtp = false;
+    this.identity = undefined;
+    this.tx = undefined;
+    this.attach(secure);
+    secure.on('secure', () =>
+      this.log('*', `TLS negotiated: ${secure.getProtocol() ?? ''} ${secure.getCipher()?.name ?? ''}`),
+    );
+    secure.cork();
+  }
+
+  private async auth(arg: string): Promise<void> {
+    this.requireHello();
+    if (this.identity) throw new TransportError(503, '5.5.1', 'Already authenticated');
+    if (this.tx) throw new TransportError(503, '5.5.1', 'AUTH not allowed during a mail transaction');
+    const [mechanism = '', initial] = arg.split(/\s+/);
+    const mech = mechanism.toUpperCase();
+    const a = this.config.authentication;
+    if (!a.basic || (mech !== 'PLAIN' && mech !== 'LOGIN')) {
+      throw new TransportError(504, '5.5.4', 'Unrecognized authentication type');
+    }
+    if (!this.tlsActive && !a.basicWithoutTls) {
+      throw new TransportError(538, '5.7.11', 'Encryption required for requested authentication mechanism');
+    }
+    const decode = (line: string): string | undefined => {
+      if (line === '*') return undefined;
+      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(line))
+        throw new TransportError(501, '5.5.2', 'Cannot decode response');
+      return Buffer.from(line, 'base64').toString('utf8');
+    };
+    const cancelled = () => this.send(reply(501, '5.7.0', 'Authentication cancelled'));
+    const finish = async (login: string, password: string) => {
+      const identity = await this.vs.directory.authenticate(login, password);
+      if (!identity) {
+        this.send(reply(535, '5.7.8', 'Authentication credentials invalid'));
+        return this.countError();
+      }
+      this.identity = identity;
+      this.log('*', `authenticated as ${identity.name}`);
+      this.send(reply(235, '2.7.0', 'Authentication successful.'));
+    };
+    const guarded = (fn: (line: string) => Promise<void>) => async (line: string) => {
+      try {
+        await fn(line);
+      } catch (err) {
+        if (err instanceof TransportError) this.send(err.reply);
+        else throw err;
+      }
+    };
+    const prompt = (text: string, next: (line: string) => Promise<void>) => {
+      this.mode = 'auth';
+      this.authStep = guarded(next);
+      this.send(reply(334, undefined, text));
+    };
+
+    const plain = async (line: string) => {
+      const decoded = decode(line);
+      if (decoded === undefined) return cancelled();
+      const parts = decoded.split('\0');
+      if (parts.length !== 3) throw new TransportError(501, '5.5.2', 'Invalid PLAIN response');
+      await finish(parts[1]!, parts[2]!);
+    };
+    const loginPassword = (user: string) => async (line: string) => {
+      const password = decode(line);
+      if (password === undefined) return cancelled();
+      await finish(user, password);
+    };
+    const loginUser = async (line: string) => {
+      const user = decode(line);
+      if (user === undefined) return cancelled();
+      prompt(AUTH_PROMPT_PASS, loginPassword(user));
+    };
+
+    if (mech === 'PLAIN') {
+      if (initial === undefined) return prompt('', plain);
+      return plain(initial === '=' ? '' : initial);
+    }
+    if (initial !== undefined) return loginUser(initial);
+    prompt(AUTH_PROMPT_USER, loginUser);
+  }
+
+  private async etrn(arg: string): Promise<void> {
+    this.requireHello();
+    if (this.tx) throw new TransportError(503, '5.5.1', 'ETRN not allowed during a mail transaction');
+    if (!arg) throw new TransportError(501, '5.5.4', 'Syntax: ETRN [@#]domain');
+    this.send(await this.vs.remoteTriggered.etrn(arg, this.identity));
+  }
+
+  private async atrn(verb: 'TURN' | 'ATRN', arg: string): Promise<void> {
+    this.requireHello();
+    if (!this.identity) throw new TransportError(530, '5.7.0', 'Authentication required');
+    if (this.tx) throw new TransportError(503, '5.5.1', `${verb} not allowed during a mail transaction`);
+    this.send(await this.vs.remoteTriggered.atrn(arg, this.identity));
+  }
+}
