@@ -42,17 +42,26 @@ export function buildProgram(): Command {
     .option('-c, --config <file>', 'organisation file (YAML)')
     .option('-s, --server <name>', 'which server of the organisation this process is')
     .option('-d, --data-dir <dir>', "override the server's data directory")
-    .action(async (opts: { config?: string; server?: string; dataDir?: string }) => {
+    .option('--hold', 'accept and queue mail but process no queue (maintenance)')
+    .action(async (opts: { config?: string; server?: string; dataDir?: string; hold?: boolean }) => {
       const loaded = loadOrDefault(opts.config);
       for (const w of loaded.warnings) process.stderr.write(`warning ${w.path}: ${w.message}\n`);
-      const server = new TransportServer(loaded, { serverName: opts.server, dataDir: opts.dataDir });
+      const server = new TransportServer(loaded, {
+        serverName: opts.server,
+        dataDir: opts.dataDir,
+        hold: opts.hold,
+      });
       await server.start();
       const r = server.recovery!;
       process.stderr.write(
         `bridgehead: server ${server.server.name} (${server.server.fqdn}) data ${server.dataDir}\n` +
-          `bridgehead: pre-submission queue holds ${r.messages.length} message(s)` +
+          `bridgehead: spool holds ${r.messages.length} message(s)` +
           (r.incomplete.length ? `; removed ${r.incomplete.length} incomplete file(s)` : '') +
-          (r.corrupt.length ? `; ${r.corrupt.length} corrupt file(s) moved to queue/corrupt` : '') +
+          (r.corrupt.length ? `; ${r.corrupt.length} corrupt file(s) moved to corrupt/` : '') +
+          (server.queueRecovery?.inserted
+            ? `; ${server.queueRecovery.inserted} resubmitted after a crash`
+            : '') +
+          (opts.hold ? '; queues held (--hold)' : '') +
           '\n',
       );
       for (const vs of server.virtualServers) {

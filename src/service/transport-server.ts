@@ -12,13 +12,18 @@ import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
 import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
+import { QueuingEngine } from '../queue/engine.js';
+import { Categorizer } from '../categorizer/categorizer.js';
+import { MaildirStore } from '../delivery/local/maildir.js';
+import { MessageTracking } from '../tracking/tracking.js';
 
 export interface TransportServerOptions {
   serverName?: string;
   /** Overrides the server's dataDir (relative paths resolve from the config file). */
   dataDir?: string;
   eventLog?: EventLog;
-  onAccepted?: (message: SpooledMessage) => void;
+  /** Accept and queue mail but run no queue (maintenance): nothing is categorized or delivered. */
+  hold?: boolean;
 }
 
 /** A self-signed certificate made once per data directory, for STARTTLS out of the box. */
@@ -51,6 +56,8 @@ export class TransportServer {
   readonly directory: Directory;
   readonly acceptedDomains: AcceptedDomains;
   recovery: RecoveryReport | undefined;
+  tracking!: MessageTracking;
+  engine!: QueuingEngine;
 
   constructor(
     readonly loaded: LoadedConfig,
@@ -60,7 +67,7 @@ export class TransportServer {
     this.server = server;
     this.dataDir = path.resolve(loaded.baseDir, options.dataDir ?? server.dataDir);
     this.eventLog = options.eventLog ?? new EventLog(server.diagnosticLogging);
-    this.preSubmission = new Spool(path.join(this.dataDir, 'queue', 'pre-submission'));
+    this.preSubmission = new Spool(path.join(this.dataDir, 'spool'));
     this.directory = new EmbeddedDirectory(loaded.org.directory);
     this.acceptedDomains = new AcceptedDomains(loaded.org.recipientPolicies);
   }
@@ -78,18 +85,60 @@ export class TransportServer {
   }
 
   async start(): Promise<void> {
-    await fsp.mkdir(this.dataDir, { recursive: true });
+    await fsp.mkdir(path.join(this.dataDir, 'queue'), { recursive: true });
+    await fsp.mkdir(path.join(this.dataDir, 'tracking'), { recursive: true });
     // Recovery runs before any listener opens, so no live write can be mistaken for debris.
     this.recovery = await this.preSubmission.recover();
     const log = this.eventLog.category('SMTP Protocol');
+    const queueLog = this.eventLog.category('Queuing Engine');
     if (this.recovery.incomplete.length || this.recovery.corrupt.length) {
-      this.eventLog
-        .category('Queuing Engine')
-        .warn(
-          { incomplete: this.recovery.incomplete.length, corrupt: this.recovery.corrupt.length },
-          'spool recovery removed incomplete files and set aside corrupt ones',
-        );
+      queueLog.warn(
+        { incomplete: this.recovery.incomplete.length, corrupt: this.recovery.corrupt.length },
+        'spool recovery removed incomplete files and set aside corrupt ones',
+      );
     }
+    const org = this.loaded.org;
+    const first = this.server.virtualServers[0]!;
+    this.tracking = new MessageTracking(
+      path.join(this.dataDir, 'tracking', 'tracking.db'),
+      this.server.fqdn,
+      this.server.messageTracking,
+    );
+    this.tracking.prune();
+    const local = first.delivery.local;
+    this.engine = new QueuingEngine({
+      serverName: this.server.name,
+      fqdn: first.delivery.fqdn ?? this.server.fqdn,
+      dataDir: this.dataDir,
+      spool: this.preSubmission,
+      categorizer: new Categorizer({
+        serverName: this.server.name,
+        directory: this.directory,
+        acceptedDomains: this.acceptedDomains,
+        forwardUnresolvedTo: first.messages.forwardUnresolvedTo,
+        orgMaxRecipients: org.organisation.maxRecipientsPerMessage,
+        orgMaxReceiveSizeKb: org.organisation.maxReceiveSizeKb,
+        orgMaxSendSizeKb: org.organisation.maxSendSizeKb,
+        maxHopCount: first.delivery.maxHopCount,
+      }),
+      store: new MaildirStore(path.join(this.dataDir, 'mailboxes')),
+      tracking: this.tracking,
+      log: queueLog,
+      localRetry: {
+        glitchInterval: first.delivery.glitchRetryInterval,
+        glitchCount: first.delivery.glitchRetryCount,
+        first: local.first,
+        second: local.second,
+        third: local.third,
+        subsequent: local.subsequent,
+        delayNotification: local.delayNotification,
+        expiration: local.expiration,
+      },
+      ndrCopyTo: first.messages.ndrCopyTo,
+      badmailDir: first.messages.badmailDirectory,
+    });
+    this.queueRecovery = await this.engine.recover(this.recovery.messages);
+    if (!this.options.hold) this.engine.start();
     for (const vs of this.server.virtualServers) {
       const runtime = new VirtualServerRuntime({
         serverName: this.server.name,
@@ -104,7 +153,7 @@ export class TransportServer {
           ? await ProtocolLog.open(this.dataDir, 'receive', vs.name, vs.protocolLog.retentionDays)
           : undefined,
         log,
-        onAccepted: this.options.onAccepted,
+        onAccepted: (m) => this.accepted(m),
       });
       try {
         await runtime.listen();
@@ -122,7 +171,30 @@ export class TransportServer {
     }
   }
 
+  queueRecovery: { inserted: number; lost: number } | undefined;
+
+  private accepted(m: SpooledMessage): void {
+    const e = m.envelope;
+    this.tracking.write({
+      event: 'RECEIVE',
+      source: 'SMTP',
+      internalMessageId: e.id,
+      messageId: e.messageId,
+      sender: e.sender,
+      recipients: e.recipients.map((r) => r.address),
+      clientIp: e.client.ip,
+      connectorId: `${this.server.name}\\${e.virtualServer}`,
+      totalBytes: m.size,
+      subject: e.subject,
+      returnPath: e.sender,
+      directionality: e.client.authenticatedAs ? 'Originating' : 'Incoming',
+    });
+    this.engine.submit(m);
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.virtualServers.map((v) => v.close()));
+    await this.engine?.stop();
+    this.tracking?.close();
   }
 }

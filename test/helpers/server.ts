@@ -67,8 +67,18 @@ export function baseOrganisation(port: number, host = '127.0.0.1'): Record<strin
   };
 }
 
+/**
+ * Starts a server. By default its queues are held (`serve --hold`): accepted mail stays in
+ * the spool for receive-path tests. `engine: true` runs the categorizer and delivery.
+ */
 export async function startServer(
-  opts: { mutate?: (org: Record<string, any>) => void; dir?: string; host?: string; port?: number } = {},
+  opts: {
+    mutate?: (org: Record<string, any>) => void;
+    dir?: string;
+    host?: string;
+    port?: number;
+    engine?: boolean;
+  } = {},
 ): Promise<RunningServer> {
   const host = opts.host ?? '127.0.0.1';
   const port = opts.port ?? (await freePort(host));
@@ -77,12 +87,19 @@ export async function startServer(
   opts.mutate?.(org);
   const configFile = path.join(dir, 'org.yaml');
   writeFileSync(configFile, YAML.stringify(org));
-  return launch({ dir, configFile, port, host });
+  return launch({ dir, configFile, port, host, hold: !opts.engine });
 }
 
 /** Starts (or restarts) a server on an existing organisation file. */
-export async function launch(o: { dir: string; configFile: string; port: number; host: string }): Promise<RunningServer> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--config', o.configFile], {
+export async function launch(o: {
+  dir: string;
+  configFile: string;
+  port: number;
+  host: string;
+  hold?: boolean;
+}): Promise<RunningServer> {
+  const args = [CLI, 'serve', '--config', o.configFile, ...(o.hold ? ['--hold'] : [])];
+  const proc = spawn(process.execPath, args, {
     cwd: o.dir,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

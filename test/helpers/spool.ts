@@ -1,10 +1,10 @@
-// Reads what a server left in its pre-submission queue, as a test would inspect the spool.
+// Reads the messages a server holds in its spool (every queued message has one file there).
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { Spool } from '../../src/queue/spool.js';
 
 export async function spooledMessages(dataDir: string) {
-  const dir = path.join(dataDir, 'queue', 'pre-submission');
+  const dir = path.join(dataDir, 'spool');
   let names: string[] = [];
   try {
     names = readdirSync(dir).filter((n) => n.endsWith('.msg'));

@@ -1,0 +1,1146 @@
+// The advanced queuing engine [003:6691-6793]. A message's body stays in one spool file for
+// its whole life; its recipients move through the named queues as rows in SQLite (WAL).
+// A message sent to 10,000 recipients is one file and 10,000 rows, never 10,000 copies.
+//
+// STRATEGIES
+//   - Acceptance is durable in the spool before 250; the row insert follows. Recovery
+//     inserts any complete spool file the database does not know (crash between the two).
+//   - Each stage (categorizer, local delivery, DSN) is a runner that drains its queue in
+//     batches and sleeps until kicked or until the earliest retry is due: no directory scans.
+//   - State changes for one message are one transaction. A delivery is recorded after the
+//     mailbox file is durable; a crash in between re-delivers into the same Maildir name,
+//     which the store driver recognises, so every recipient gets exactly one copy.
+//   - A DSN's queue id is derived from the original's, so a DSN written before a crash is
+//     found again instead of being generated twice.
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { Spool, type Envelope, type SpooledMessage } from './spool.js';
+import { afterTransientFailure, type RetryPolicy } from './retry.js';
+import type { Categorizer, Route } from '../categorizer/categorizer.js';
+import type { MaildirStore } from '../delivery/local/maildir.js';
+import type { MessageTracking } from '../tracking/tracking.js';
+import { TransportError } from '../smtp/status.js';
+import { buildDsn, type DsnAction, type RecipientReport } from '../dsn/dsn.js';
+
+export const QUEUE = {
+  preSubmission: 'Pre-submission',
+  categorizer: 'Messages awaiting directory lookup',
+  routing: 'Messages waiting to be routed',
+  local: 'Local delivery',
+  unreachable: 'Final destination currently unreachable',
+  deferred: 'Messages queued for deferred delivery',
+  dsn: 'DSN messages pending submission',
+  failedRetry: 'Failed message retry queue',
+} as const;
+
+export type QueueState = 'Ready' | 'Active' | 'Retry' | 'Scheduled' | 'Remote' | 'Frozen';
+
+export interface QueueSummary {
+  name: string;
+  state: QueueState;
+  frozen: boolean;
+  messageCount: number;
+  totalSize: number;
+  oldest?: string;
+  nextRetry?: string;
+  lastError?: string;
+}
+
+export interface MessageSummary {
+  id: string;
+  sender: string;
+  size: number;
+  receivedAt: string;
+  subject?: string;
+  messageId?: string;
+  frozen: boolean;
+  state: QueueState;
+  queues: string[];
+  recipients: { address: string; queue: string; state: string; status?: string; lastError?: string }[];
+}
+
+export interface FindQuery {
+  sender?: string;
+  recipient?: string;
+  state?: QueueState;
+  queue?: string;
+  limit?: number;
+}
+
+export interface EngineOptions {
+  serverName: string;
+  fqdn: string;
+  dataDir: string;
+  spool: Spool;
+  categorizer: Categorizer;
+  store: MaildirStore;
+  tracking: MessageTracking;
+  log: Logger;
+  localRetry: RetryPolicy;
+  ndrCopyTo?: string;
+  badmailDir: string;
+}
+
+interface RecipientRow {
+  id: number;
+  message_id: string;
+  address: string;
+  original: string;
+  orcpt: string | null;
+  notify: string | null;
+  queue: string;
+  next_hop: string | null;
+  state: 'ready' | 'retry' | 'done';
+  outcome: string | null;
+  status: string | null;
+  diagnostic: string | null;
+  attempts: number;
+  next_attempt: number;
+  first_failure: number | null;
+  last_error: string | null;
+  dsn_pending: string | null;
+  delay_notified: number;
+  route: string | null;
+  recheck: number;
+}
+
+interface MessageRow {
+  id: string;
+  file: string;
+  sender: string;
+  size: number;
+  received_at: number;
+  envelope: string;
+  frozen: number;
+  is_dsn: number;
+  dsn_count: number;
+}
+
+/** A stage that drains its work in batches, once at a time, and wakes for due retries. */
+class StageRunner {
+  private running = false;
+  private again = false;
+  private timer: NodeJS.Timeout | undefined;
+  stopped = false;
+
+  constructor(
+    readonly name: string,
+    private readonly batch: () => Promise<boolean>,
+    private readonly nextDue: () => number | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  kick(): void {
+    if (this.stopped) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = true;
+    void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      do {
+        this.again = false;
+        while (!this.stopped && (await this.batch()));
+      } while (this.again && !this.stopped);
+    } catch (err) {
+      this.log.error({ err, stage: this.name }, 'queue stage failed; retrying in 5 s');
+      this.schedule(Date.now() + 5000);
+    } finally {
+      this.running = false;
+    }
+    if (!this.stopped) {
+      const due = this.nextDue();
+      if (due !== undefined) this.schedule(due);
+    }
+  }
+
+  private schedule(at: number): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(
+      () => {
+        this.timer = undefined;
+        this.kick();
+      },
+      Math.max(0, Math.min(at - Date.now(), 2 ** 31 - 1)),
+    );
+    this.timer.unref();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  get busy(): boolean {
+    return this.running;
+  }
+}
+
+function notifyList(row: { notify: string | null }): string[] | undefined {
+  return row.notify ? (JSON.parse(row.notify) as string[]) : undefined;
+}
+
+/** Which DSN (if any) a recipient outcome asks for, per its NOTIFY (RFC 3461 §4.1). */
+function dsnFor(
+  kind: 'failure' | 'delay' | 'success',
+  notify: string[] | undefined,
+  sender: string,
+): string | null {
+  if (!sender) return null; // never a DSN to the null sender
+  if (!notify) return kind === 'success' ? null : kind;
+  if (notify.includes('NEVER')) return null;
+  const wanted = { failure: 'FAILURE', delay: 'DELAY', success: 'SUCCESS' }[kind];
+  return notify.includes(wanted) ? kind : null;
+}
+
+export class QueuingEngine {
+  readonly db: Database.Database;
+  private readonly o: EngineOptions;
+  private readonly runners: StageRunner[] = [];
+  private readonly categorizerStage: StageRunner;
+  private readonly localStage: StageRunner;
+  private readonly dsnStage: StageRunner;
+  private pendingSubmissions: SpooledMessage[] = [];
+  private submitScheduled = false;
+  private readonly activeMessages = new Set<string>();
+  private started = false;
+
+  constructor(options: EngineOptions) {
+    this.o = options;
+    this.db = new Database(path.join(options.dataDir, 'queue', 'queue.db'));
+    this.db.pragma('journal_mode = WAL');
+    // The spool file is the durable record of acceptance; queue rows may lag a crash by a
+    // transaction and are rebuilt from the spool, so NORMAL sync is enough here.
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS messages (
+        id TEXT PRIMARY KEY, file TEXT NOT NULL, sender TEXT NOT NULL, size INTEGER NOT NULL,
+        received_at INTEGER NOT NULL, envelope TEXT NOT NULL, frozen INTEGER NOT NULL DEFAULT 0,
+        is_dsn INTEGER NOT NULL DEFAULT 0, dsn_count INTEGER NOT NULL DEFAULT 0);
+      CREATE TABLE IF NOT EXISTS recipients (
+        id INTEGER PRIMARY KEY, message_id TEXT NOT NULL, address TEXT NOT NULL, original TEXT NOT NULL,
+        orcpt TEXT, notify TEXT, queue TEXT NOT NULL, next_hop TEXT, state TEXT NOT NULL,
+        outcome TEXT, status TEXT, diagnostic TEXT, attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL DEFAULT 0, first_failure INTEGER, last_error TEXT,
+        dsn_pending TEXT, delay_notified INTEGER NOT NULL DEFAULT 0, route TEXT,
+        recheck INTEGER NOT NULL DEFAULT 0);
+      CREATE INDEX IF NOT EXISTS recipients_work ON recipients(queue, state, next_attempt);
+      CREATE INDEX IF NOT EXISTS recipients_message ON recipients(message_id);
+      CREATE INDEX IF NOT EXISTS recipients_dsn ON recipients(dsn_pending) WHERE dsn_pending IS NOT NULL;
+      CREATE TABLE IF NOT EXISTS queue_flags (name TEXT PRIMARY KEY, frozen INTEGER NOT NULL);
+    `);
+    const log = options.log;
+    this.categorizerStage = new StageRunner(
+      'categorizer',
+      () => this.categorizeBatch(),
+      () => undefined,
+      log,
+    );
+    this.localStage = new StageRunner(
+      'local delivery',
+      () => this.localBatch(),
+      () => this.nextDue(QUEUE.local),
+      log,
+    );
+    this.dsnStage = new StageRunner(
+      'dsn',
+      () => this.dsnBatch(),
+      () => undefined,
+      log,
+    );
+    this.runners.push(this.categorizerStage, this.localStage, this.dsnStage);
+  }
+
+  // ------------------------------------------------------------------ submission
+
+  /** Called once a message is acknowledged; rows are inserted in batches. */
+  submit(message: SpooledMessage): void {
+    this.pendingSubmissions.push(message);
+    if (!this.submitScheduled) {
+      this.submitScheduled = true;
+      setImmediate(() => this.flushSubmissions());
+    }
+  }
+
+  private flushSubmissions(): void {
+    this.submitScheduled = false;
+    const batch = this.pendingSubmissions;
+    this.pendingSubmissions = [];
+    if (!batch.length) return;
+    this.db.transaction(() => {
+      for (const m of batch) this.insertMessage(m, QUEUE.categorizer, false);
+    })();
+    for (const m of batch) {
+      const e = m.envelope;
+      this.o.tracking.write({
+        event: 'SUBMIT',
+        source: 'STOREDRIVER',
+        internalMessageId: e.id,
+        messageId: e.messageId,
+        sender: e.sender,
+        recipients: e.recipients.map((r) => r.address),
+        totalBytes: m.size,
+        subject: e.subject,
+        returnPath: e.sender,
+      });
+    }
+    if (this.started) this.categorizerStage.kick();
+  }
+
+  private insertMessage(m: SpooledMessage, queue: string, isDsn: boolean): void {
+    const e = m.envelope;
+    const info = this.db
+      .prepare(
+        `INSERT OR IGNORE INTO messages (id, file, sender, size, received_at, envelope, is_dsn)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(e.id, m.file, e.sender, m.size, Date.parse(e.receivedAt), JSON.stringify(e), isDsn ? 1 : 0);
+    if (info.changes === 0) return;
+    const ins = this.db.prepare(
+      `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, state)
+       VALUES (?, ?, ?, ?, ?, ?, 'ready')`,
+    );
+    for (const r of e.recipients) {
+      ins.run(e.id, r.address, r.address, r.orcpt ?? null, r.notify ? JSON.stringify(r.notify) : null, queue);
+    }
+  }
+
+  /** Brings the database in line with the spool after a start or a crash. */
+  async recover(spooled: SpooledMessage[]): Promise<{ inserted: number; lost: number }> {
+    const known = new Set(
+      (this.db.prepare('SELECT id FROM messages').all() as { id: string }[]).map((r) => r.id),
+    );
+    const onDisk = new Set(spooled.map((s) => s.envelope.id));
+    let inserted = 0;
+    this.db.transaction(() => {
+      for (const s of spooled) {
+        if (!known.has(s.envelope.id)) {
+          // DSNs are generated here with no client: they re-enter through the DSN queue.
+          const isDsn = s.envelope.sender === '' && s.envelope.client.ip === '';
+          this.insertMessage(s, isDsn ? QUEUE.dsn : QUEUE.categorizer, isDsn);
+          inserted++;
+        }
+      }
+      // Deliveries in flight at the crash may have completed: check the mailbox first.
+      this.db
+        .prepare(`UPDATE recipients SET recheck = 1 WHERE queue = ? AND state != 'done'`)
+        .run(QUEUE.local);
+    })();
+    let lost = 0;
+    for (const id of known) {
+      if (!onDisk.has(id)) {
+        // The body is gone (removed by hand or corrupt): nothing can be delivered.
+        this.o.log.error({ id }, 'queued message has no spool file; removing it from the queues');
+        this.db.transaction(() => {
+          this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(id);
+          this.db.prepare('DELETE FROM messages WHERE id = ?').run(id);
+        })();
+        lost++;
+      }
+    }
+    return { inserted, lost };
+  }
+
+  start(): void {
+    this.started = true;
+    for (const r of this.runners) r.kick();
+  }
+
+  async stop(): Promise<void> {
+    this.flushSubmissions();
+    for (const r of this.runners) r.stop();
+    const deadline = Date.now() + 5000;
+    while (this.runners.some((r) => r.busy) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20));
+    this.db.close();
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  private queueFrozen(name: string): boolean {
+    const row = this.db.prepare('SELECT frozen FROM queue_flags WHERE name = ?').get(name) as
+      { frozen: number } | undefined;
+    return row?.frozen === 1;
+  }
+
+  private nextDue(queue: string): number | undefined {
+    const row = this.db
+      .prepare(
+        `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.queue = ? AND r.state = 'retry' AND m.frozen = 0`,
+      )
+      .get(queue) as { due: number | null };
+    return row.due ?? undefined;
+  }
+
+  private dueMessages(queues: string[], limit: number): MessageRow[] {
+    const live = queues.filter((q) => !this.queueFrozen(q));
+    if (!live.length) return [];
+    const marks = live.map(() => '?').join(',');
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM messages WHERE frozen = 0 AND id IN (
+           SELECT DISTINCT message_id FROM recipients
+           WHERE queue IN (${marks}) AND state != 'done' AND next_attempt <= ?
+         ) ORDER BY received_at LIMIT ?`,
+      )
+      .all(...live, Date.now(), limit + this.activeMessages.size) as MessageRow[];
+    return rows.filter((r) => !this.activeMessages.has(r.id)).slice(0, limit);
+  }
+
+  private rowsOf(messageId: string, queues: string[]): RecipientRow[] {
+    const marks = queues.map(() => '?').join(',');
+    return this.db
+      .prepare(
+        `SELECT * FROM recipients WHERE message_id = ? AND queue IN (${marks}) AND state != 'done'
+         AND next_attempt <= ?`,
+      )
+      .all(messageId, ...queues, Date.now()) as RecipientRow[];
+  }
+
+  private envelopeOf(m: MessageRow): Envelope {
+    return JSON.parse(m.envelope) as Envelope;
+  }
+
+  /** Removes a message whose every recipient is final and reported. */
+  private completeIfDone(messageIds: Iterable<string>): void {
+    const open = this.db.prepare(
+      `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND (state != 'done' OR dsn_pending IS NOT NULL)`,
+    );
+    const done: MessageRow[] = [];
+    for (const id of new Set(messageIds)) {
+      if ((open.get(id) as { n: number }).n > 0) continue;
+      const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+      if (m) done.push(m);
+    }
+    if (!done.length) return;
+    this.db.transaction(() => {
+      for (const m of done) {
+        this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(m.id);
+        this.db.prepare('DELETE FROM messages WHERE id = ?').run(m.id);
+      }
+    })();
+    // The row is gone first: a crash before the unlink leaves a spool file that recovery
+    // would resubmit, so unlink right away (a duplicate there is the lesser harm).
+    for (const m of done) void fsp.unlink(m.file).catch(() => undefined);
+  }
+
+  // ------------------------------------------------------------------ categorizer
+
+  private async readHead(file: string): Promise<string> {
+    const fh = await fsp.open(file, 'r');
+    try {
+      const buf = Buffer.alloc(64 * 1024);
+      const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+      return buf.subarray(0, bytesRead).toString('utf8');
+    } finally {
+      await fh.close();
+    }
+  }
+
+  private async categorizeBatch(): Promise<boolean> {
+    const messages = this.dueMessages([QUEUE.categorizer, QUEUE.dsn], 200);
+    if (!messages.length) return false;
+    const touched: string[] = [];
+    for (const m of messages) {
+      const envelope = this.envelopeOf(m);
+      const rows = this.rowsOf(m.id, [QUEUE.categorizer, QUEUE.dsn]);
+      if (!rows.length) continue;
+      const head = await this.readHead(m.file).catch(() => '');
+      const headerEnd = head.search(/\r?\n\r?\n/);
+      const headers = headerEnd === -1 ? head : head.slice(0, headerEnd);
+      const receivedHeaders = (headers.match(/^Received:/gim) ?? []).length;
+      const result = await this.o.categorizer.categorize(
+        rows.map((r) => ({ id: r.id, address: r.address, original: r.original })),
+        {
+          sender: m.sender,
+          authenticated: envelope.client.authenticatedAs !== undefined,
+          size: m.size,
+          receivedHeaders,
+          envelopeRecipientCount: envelope.recipients.length,
+        },
+      );
+      this.applyCategorization(m, envelope, rows, result.leaves);
+      for (const e of result.events) {
+        this.o.tracking.write({
+          event: e.event,
+          source: 'CATEGORIZER',
+          internalMessageId: m.id,
+          messageId: envelope.messageId,
+          sender: m.sender,
+          recipients: [e.recipient],
+          relatedRecipientAddress: e.related,
+          messageInfo: e.info,
+        });
+      }
+      touched.push(m.id);
+    }
+    this.localStage.kick();
+    this.dsnStage.kick();
+    this.completeIfDone(touched);
+    return messages.length === 200;
+  }
+
+  private applyCategorization(
+    m: MessageRow,
+    envelope: Envelope,
+    rows: RecipientRow[],
+    leaves: { sourceId: number; address: string; route: Route }[],
+  ): void {
+    const bySource = new Map<number, typeof leaves>();
+    for (const l of leaves) bySource.set(l.sourceId, [...(bySource.get(l.sourceId) ?? []), l]);
+    const update = this.db.prepare(
+      `UPDATE recipients SET address = ?, queue = ?, next_hop = ?, state = ?, outcome = ?, status = ?,
+       diagnostic = ?, dsn_pending = ?, route = ?, next_attempt = 0 WHERE id = ?`,
+    );
+    const insert = this.db.prepare(
+      `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, next_hop, state, outcome,
+       status, diagnostic, dsn_pending, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    const failures: { address: string; status: string }[] = [];
+    const placement = (row: RecipientRow, route: Route) => {
+      if (route.kind === 'failed') {
+        failures.push({ address: row.address, status: route.status });
+        return {
+          queue: row.queue,
+          nextHop: null,
+          state: 'done',
+          outcome: 'failed',
+          status: route.status,
+          diagnostic: `smtp; ${route.code} ${route.status} ${route.text}`,
+          dsn: dsnFor('failure', notifyList(row), m.sender),
+          route: null,
+        };
+      }
+      const queue = route.kind === 'local' ? QUEUE.local : QUEUE.routing;
+      const nextHop =
+        route.kind === 'local'
+          ? null
+          : route.kind === 'server'
+            ? route.server
+            : route.kind === 'remote'
+              ? route.domain
+              : route.host;
+      return {
+        queue,
+        nextHop,
+        state: 'ready',
+        outcome: null,
+        status: null,
+        diagnostic: null,
+        dsn: null,
+        route: JSON.stringify(route),
+      };
+    };
+    this.db.transaction(() => {
+      for (const row of rows) {
+        const mine = bySource.get(row.id) ?? [];
+        if (mine.length === 1) {
+          const p = placement(row, mine[0]!.route);
+          update.run(
+            mine[0]!.address,
+            p.queue,
+            p.nextHop,
+            p.state,
+            p.outcome,
+            p.status,
+            p.diagnostic,
+            p.dsn,
+            p.route,
+            row.id,
+          );
+          continue;
+        }
+        // Expanded (group, deliver-and-forward) or expanded to nobody.
+        update.run(
+          row.address,
+          row.queue,
+          null,
+          'done',
+          'expanded',
+          '2.0.0',
+          null,
+          dsnFor('success', notifyList(row), m.sender) ? 'expanded' : null,
+          null,
+          row.id,
+        );
+        for (const leaf of mine) {
+          // Members of an expanded group report failures only (RFC 3461 §6.2.7.3).
+          const memberNotify = notifyList(row)?.includes('NEVER') ? row.notify : JSON.stringify(['FAILURE']);
+          const p = placement({ ...row, address: leaf.address, notify: memberNotify }, leaf.route);
+          insert.run(
+            m.id,
+            leaf.address,
+            row.original,
+            row.orcpt,
+            memberNotify,
+            p.queue,
+            p.nextHop,
+            p.state,
+            p.outcome,
+            p.status,
+            p.diagnostic,
+            p.dsn,
+            p.route,
+          );
+        }
+      }
+    })();
+    if (failures.length) {
+      this.o.tracking.write({
+        event: 'FAIL',
+        source: 'CATEGORIZER',
+        internalMessageId: m.id,
+        messageId: envelope.messageId,
+        sender: m.sender,
+        recipients: failures.map((f) => f.address),
+        recipientStatus: failures.map((f) => f.status),
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ local delivery
+
+  private async localBatch(): Promise<boolean> {
+    const messages = this.dueMessages([QUEUE.local], 32);
+    if (!messages.length) return false;
+    await Promise.all(messages.map((m) => this.deliverLocal(m)));
+    this.dsnStage.kick();
+    this.completeIfDone(messages.map((m) => m.id));
+    return true;
+  }
+
+  private async deliverLocal(m: MessageRow): Promise<void> {
+    this.activeMessages.add(m.id);
+    try {
+      const envelope = this.envelopeOf(m);
+      const rows = this.rowsOf(m.id, [QUEUE.local]);
+      if (!rows.length) return;
+      let body: Buffer;
+      try {
+        const read = await Spool.readFile(m.file);
+        if (!read) throw new Error('incomplete spool file');
+        body = read.message;
+      } catch (err) {
+        this.o.log.error({ err, id: m.id }, 'cannot read spool file for local delivery');
+        return;
+      }
+      const now = Date.now();
+      const results: { row: RecipientRow; error?: TransportError }[] = [];
+      for (const row of rows) {
+        const route = JSON.parse(row.route ?? '{}') as Extract<Route, { kind: 'local' }>;
+        const prefix = Buffer.from(`Return-Path: <${m.sender}>\r\nDelivered-To: ${row.address}\r\n`, 'utf8');
+        try {
+          const r = await this.o.store.deliver(
+            { store: route.store, address: route.mailboxAddress, quotaKb: route.quotaKb },
+            `${m.id}.${row.id}`,
+            prefix,
+            body,
+            row.recheck === 1 || row.attempts > 0,
+          );
+          results.push({ row });
+          this.o.tracking.write({
+            event: r.duplicate ? 'DUPLICATEDELIVER' : 'DELIVER',
+            source: 'STOREDRIVER',
+            internalMessageId: m.id,
+            messageId: envelope.messageId,
+            sender: m.sender,
+            recipients: [row.address],
+            recipientStatus: ['250 2.6.0'],
+            totalBytes: m.size,
+            subject: envelope.subject,
+            relatedRecipientAddress: row.original !== row.address ? row.original : undefined,
+            messageInfo: route.store,
+          });
+        } catch (err) {
+          if (!(err instanceof TransportError)) throw err;
+          results.push({ row, error: err });
+        }
+      }
+      this.recordAttempts(m, envelope, results, this.o.localRetry, now, 'STOREDRIVER');
+    } finally {
+      this.activeMessages.delete(m.id);
+    }
+  }
+
+  /** Records delivery results: delivered, failed (DSN), or retried per the schedule. */
+  private recordAttempts(
+    m: MessageRow,
+    envelope: Envelope,
+    results: { row: RecipientRow; error?: TransportError }[],
+    policy: RetryPolicy,
+    now: number,
+    source: string,
+  ): void {
+    const delivered = this.db.prepare(
+      `UPDATE recipients SET state = 'done', outcome = 'delivered', status = '2.0.0', dsn_pending = ?,
+       attempts = attempts + 1, last_error = NULL, recheck = 0 WHERE id = ?`,
+    );
+    const failed = this.db.prepare(
+      `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, dsn_pending = ?,
+       attempts = attempts + 1, last_error = ?, recheck = 0 WHERE id = ?`,
+    );
+    const retry = this.db.prepare(
+      `UPDATE recipients SET state = 'retry', attempts = attempts + 1, next_attempt = ?, last_error = ?,
+       first_failure = COALESCE(first_failure, ?), delay_notified = ?, dsn_pending = COALESCE(?, dsn_pending),
+       recheck = 0 WHERE id = ?`,
+    );
+    const deferred: string[] = [];
+    const failedList: { address: string; status: string }[] = [];
+    this.db.transaction(() => {
+      for (const { row, error } of results) {
+        const notify = notifyList(row);
+        if (!error) {
+          delivered.run(dsnFor('success', notify, m.sender), row.id);
+          continue;
+        }
+        const text = `${error.code} ${error.status} ${error.message}`;
+        if (error.permanent) {
+          failed.run(error.status, `smtp; ${text}`, dsnFor('failure', notify, m.sender), text, row.id);
+          failedList.push({ address: row.address, status: error.status });
+          continue;
+        }
+        const verdict = afterTransientFailure(
+          policy,
+          m.received_at,
+          row.attempts + 1,
+          row.delay_notified === 1,
+          now,
+        );
+        if (verdict.action === 'expire') {
+          const expired = `Could not deliver the message in the time limit specified. Last error: ${text}`;
+          failed.run('4.4.7', `smtp; ${text}`, dsnFor('failure', notify, m.sender), expired, row.id);
+          failedList.push({ address: row.address, status: '4.4.7' });
+        } else {
+          const delayDsn = verdict.notifyDelay ? dsnFor('delay', notify, m.sender) : null;
+          retry.run(
+            verdict.nextAttempt,
+            text,
+            now,
+            verdict.notifyDelay ? 1 : row.delay_notified,
+            delayDsn,
+            row.id,
+          );
+          deferred.push(row.address);
+        }
+      }
+    })();
+    if (deferred.length) {
+      this.o.tracking.write({
+        event: 'DEFER',
+        source,
+        internalMessageId: m.id,
+        messageId: envelope.messageId,
+        sender: m.sender,
+        recipients: deferred,
+      });
+    }
+    if (failedList.length) {
+      this.o.tracking.write({
+        event: 'FAIL',
+        source,
+        internalMessageId: m.id,
+        messageId: envelope.messageId,
+        sender: m.sender,
+        recipients: failedList.map((f) => f.address),
+        recipientStatus: failedList.map((f) => f.status),
+      });
+    }
+  }
+
+  // ------------------------------------------------------------------ DSNs
+
+  private async dsnBatch(): Promise<boolean> {
+    const ids = this.db
+      .prepare(`SELECT DISTINCT message_id FROM recipients WHERE dsn_pending IS NOT NULL LIMIT 50`)
+      .all() as { message_id: string }[];
+    if (!ids.length) return false;
+    for (const { message_id } of ids) {
+      const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(message_id) as
+        MessageRow | undefined;
+      if (m) await this.generateDsn(m);
+    }
+    this.completeIfDone(ids.map((i) => i.message_id));
+    this.categorizerStage.kick();
+    return ids.length === 50;
+  }
+
+  private async generateDsn(m: MessageRow): Promise<void> {
+    const envelope = this.envelopeOf(m);
+    const rows = this.db
+      .prepare('SELECT * FROM recipients WHERE message_id = ? AND dsn_pending IS NOT NULL')
+      .all(m.id) as RecipientRow[];
+    if (!rows.length) return;
+    const clear = () =>
+      this.db.transaction(() => {
+        for (const r of rows)
+          this.db.prepare('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
+      })();
+    if (!m.sender) {
+      // Nothing can be returned to the null sender: set it aside as badmail [003:5049].
+      await this.badmail(m, rows);
+      clear();
+      return;
+    }
+    let original: Buffer;
+    try {
+      original = (await Spool.readFile(m.file))?.message ?? Buffer.alloc(0);
+    } catch {
+      original = Buffer.alloc(0);
+    }
+    const actionOf = (r: RecipientRow): DsnAction =>
+      r.dsn_pending === 'delay'
+        ? 'delayed'
+        : r.dsn_pending === 'expanded'
+          ? 'expanded'
+          : r.outcome === 'delivered'
+            ? 'delivered'
+            : 'failed';
+    const reports: RecipientReport[] = rows.map((r) => {
+      const action = actionOf(r);
+      const status = action === 'delayed' ? '4.0.0' : (r.status ?? (action === 'failed' ? '5.0.0' : '2.0.0'));
+      const text =
+        action === 'failed'
+          ? (r.last_error ?? r.diagnostic?.replace(/^smtp; \d{3} \S+ /, '') ?? 'Delivery failed.')
+          : action === 'delayed'
+            ? `Delivery has been delayed: ${r.last_error ?? 'temporary failure'}`
+            : action === 'expanded'
+              ? 'The distribution list was expanded.'
+              : 'The message was delivered.';
+      const expiry = m.received_at + this.o.localRetry.expiration * 1000;
+      return {
+        finalRecipient: r.address,
+        ...(r.orcpt ? { originalRecipient: r.orcpt.replace(/^([^;]+);\s*/, '$1; ') } : {}),
+        action,
+        status: r.dsn_pending === 'delay' ? status : status,
+        ...(r.diagnostic ? { diagnostic: r.diagnostic } : {}),
+        text: action === 'failed' ? text.replace(/^\d{3} \S+ /, '') : text,
+        ...(action === 'delayed' ? { willRetryUntil: new Date(expiry) } : {}),
+      };
+    });
+    const dsnId = `${m.id}N${m.dsn_count + 1}`;
+    const spool = this.o.spool;
+    const file = spool.fileFor(dsnId);
+    const exists = await fsp
+      .access(file)
+      .then(() => true)
+      .catch(() => false);
+    const failedAny = reports.some((r) => r.action === 'failed');
+    const recipients = [{ address: m.sender }];
+    if (failedAny && this.o.ndrCopyTo) recipients.push({ address: this.o.ndrCopyTo });
+    const dsnEnvelope: Envelope = {
+      id: dsnId,
+      receivedAt: new Date().toISOString(),
+      server: this.o.serverName,
+      virtualServer: '',
+      client: { ip: '', port: 0, helo: this.o.fqdn, tls: false },
+      sender: '',
+      body: '8BITMIME',
+      smtputf8: envelope.smtputf8,
+      recipients,
+    };
+    let spooled: SpooledMessage;
+    if (exists) {
+      const read = await Spool.readFile(file);
+      spooled = { envelope: read?.envelope ?? dsnEnvelope, size: read?.message.length ?? 0, file };
+    } else {
+      const dsn = buildDsn({
+        reportingMta: this.o.fqdn,
+        originalEnvelopeId: envelope.envid,
+        arrivalDate: new Date(m.received_at),
+        originalSender: m.sender,
+        original,
+        ret: envelope.ret ?? 'FULL',
+        recipients: reports,
+        now: new Date(),
+      });
+      dsnEnvelope.messageId = dsn.id;
+      dsnEnvelope.subject = dsn.subject;
+      const writer = spool.createWriter(dsnEnvelope);
+      await writer.write(dsn.bytes);
+      spooled = await writer.commit();
+    }
+    this.db.transaction(() => {
+      this.insertMessage(spooled, QUEUE.dsn, true);
+      this.db.prepare('UPDATE messages SET dsn_count = dsn_count + 1 WHERE id = ?').run(m.id);
+      for (const r of rows)
+        this.db.prepare('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
+    })();
+    this.o.tracking.write({
+      event: 'DSN',
+      source: 'DSN',
+      internalMessageId: dsnId,
+      messageId: spooled.envelope.messageId,
+      sender: '',
+      recipients: recipients.map((r) => r.address),
+      reference: envelope.messageId ?? m.id,
+      relatedRecipientAddress: rows.map((r) => r.address).join(';'),
+      recipientStatus: reports.map((r) => r.status),
+      messageInfo: [...new Set(reports.map((r) => r.action))].join(','),
+    });
+  }
+
+  private async badmail(m: MessageRow, rows: RecipientRow[]): Promise<void> {
+    const dir = path.resolve(this.o.dataDir, this.o.badmailDir);
+    await fsp.mkdir(dir, { recursive: true });
+    const target = path.join(dir, `${m.id}.bad`);
+    await fsp.copyFile(m.file, target).catch(() => undefined);
+    const report = rows
+      .map((r) => `${r.address}\t${r.status ?? ''}\t${r.diagnostic ?? r.last_error ?? ''}`)
+      .join('\n');
+    await fsp.writeFile(path.join(dir, `${m.id}.bdr`), `${report}\n`).catch(() => undefined);
+    this.o.tracking.write({
+      event: 'BADMAIL',
+      source: 'DSN',
+      internalMessageId: m.id,
+      sender: '',
+      recipients: rows.map((r) => r.address),
+      recipientStatus: rows.map((r) => r.status ?? ''),
+      messageInfo: target,
+    });
+  }
+
+  // ------------------------------------------------------------------ queue viewer operations
+
+  listQueues(): QueueSummary[] {
+    const rows = this.db
+      .prepare(
+        `SELECT r.queue AS queue, r.next_hop AS hop, r.message_id AS mid, MIN(m.size) AS size,
+                MIN(m.received_at) AS received, MAX(m.frozen) AS frozen,
+                SUM(r.state = 'retry') AS retrying, COUNT(*) AS n,
+                MIN(CASE WHEN r.state = 'retry' THEN r.next_attempt END) AS next_retry,
+                MAX(r.last_error) AS last_error
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.state != 'done' GROUP BY r.queue, r.message_id`,
+      )
+      .all() as {
+      queue: string;
+      mid: string;
+      size: number;
+      received: number;
+      frozen: number;
+      retrying: number;
+      n: number;
+      next_retry: number | null;
+      last_error: string | null;
+    }[];
+    const flags = new Map(
+      (
+        this.db.prepare('SELECT name, frozen FROM queue_flags').all() as { name: string; frozen: number }[]
+      ).map((f) => [f.name, f.frozen === 1]),
+    );
+    const out = new Map<string, QueueSummary & { allRetry: boolean }>();
+    for (const q of Object.values(QUEUE)) {
+      out.set(q, {
+        name: q,
+        state: 'Ready',
+        frozen: flags.get(q) ?? false,
+        messageCount: 0,
+        totalSize: 0,
+        allRetry: true,
+      });
+    }
+    for (const r of rows) {
+      const s =
+        out.get(r.queue) ??
+        out
+          .set(r.queue, {
+            name: r.queue,
+            state: 'Ready',
+            frozen: flags.get(r.queue) ?? false,
+            messageCount: 0,
+            totalSize: 0,
+            allRetry: true,
+          })
+          .get(r.queue)!;
+      s.messageCount++;
+      s.totalSize += r.size;
+      const received = new Date(r.received).toISOString();
+      if (!s.oldest || received < s.oldest) s.oldest = received;
+      if (r.next_retry !== null) {
+        const nr = new Date(r.next_retry).toISOString();
+        if (!s.nextRetry || nr < s.nextRetry) s.nextRetry = nr;
+      }
+      if (r.last_error) s.lastError = r.last_error;
+      if (r.retrying < r.n) s.allRetry = false;
+    }
+    return [...out.values()].map(({ allRetry, ...s }) => ({
+      ...s,
+      state: s.frozen
+        ? 'Frozen'
+        : s.messageCount && allRetry
+          ? 'Retry'
+          : this.activeIn(s.name)
+            ? 'Active'
+            : 'Ready',
+    }));
+  }
+
+  private activeIn(queue: string): boolean {
+    if (queue === QUEUE.local) return this.localStage.busy;
+    if (queue === QUEUE.categorizer) return this.categorizerStage.busy;
+    if (queue === QUEUE.dsn) return this.dsnStage.busy;
+    return false;
+  }
+
+  findMessages(q: FindQuery = {}): MessageSummary[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.sender) (where.push('lower(m.sender) = lower(?)'), args.push(q.sender));
+    if (q.recipient) {
+      where.push(
+        `m.id IN (SELECT message_id FROM recipients WHERE lower(address) = lower(?) OR lower(original) = lower(?))`,
+      );
+      args.push(q.recipient, q.recipient);
+    }
+    if (q.queue) {
+      where.push(`m.id IN (SELECT message_id FROM recipients WHERE queue = ? AND state != 'done')`);
+      args.push(q.queue);
+    }
+    const rows = this.db
+      .prepare(
+        `SELECT * FROM messages m ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at`,
+      )
+      .all(...args) as MessageRow[];
+    const out: MessageSummary[] = [];
+    for (const m of rows) {
+      const s = this.summary(m);
+      if (q.state && s.state !== q.state) continue;
+      out.push(s);
+      if (out.length >= (q.limit ?? 100)) break;
+    }
+    return out;
+  }
+
+  private summary(m: MessageRow): MessageSummary {
+    const envelope = this.envelopeOf(m);
+    const rcpts = this.db
+      .prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY id')
+      .all(m.id) as RecipientRow[];
+    const open = rcpts.filter((r) => r.state !== 'done');
+    const queues = [...new Set(open.map((r) => r.queue))];
+    const state: QueueState =
+      m.frozen || queues.some((q) => this.queueFrozen(q))
+        ? 'Frozen'
+        : this.activeMessages.has(m.id)
+          ? 'Active'
+          : open.length && open.every((r) => r.state === 'retry')
+            ? 'Retry'
+            : 'Ready';
+    return {
+      id: m.id,
+      sender: m.sender,
+      size: m.size,
+      receivedAt: new Date(m.received_at).toISOString(),
+      subject: envelope.subject,
+      messageId: envelope.messageId,
+      frozen: m.frozen === 1,
+      state,
+      queues,
+      recipients: rcpts.map((r) => ({
+        address: r.address,
+        queue: r.queue,
+        state: r.state === 'done' ? (r.outcome ?? 'done') : r.state,
+        ...(r.status ? { status: r.status } : {}),
+        ...(r.last_error ? { lastError: r.last_error } : {}),
+      })),
+    };
+  }
+
+  getMessage(id: string): MessageSummary | undefined {
+    const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+    return m ? this.summary(m) : undefined;
+  }
+
+  private requireMessage(id: string): MessageRow {
+    const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+    if (!m) throw new TransportError(550, '5.1.0', `no message ${id} in the queues`);
+    return m;
+  }
+
+  freezeQueue(name: string, frozen: boolean): void {
+    this.db
+      .prepare(
+        'INSERT INTO queue_flags (name, frozen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET frozen = ?',
+      )
+      .run(name, frozen ? 1 : 0, frozen ? 1 : 0);
+    if (!frozen) this.kickAll();
+  }
+
+  /** Message freeze is independent of queue freeze [SPEC §6]. */
+  freezeMessage(id: string, frozen: boolean): void {
+    this.requireMessage(id);
+    this.db.prepare('UPDATE messages SET frozen = ? WHERE id = ?').run(frozen ? 1 : 0, id);
+    if (!frozen) this.kickAll();
+  }
+
+  /** Deletes a message; with `ndr` every open recipient gets a failure DSN. Refused on DSNs. */
+  deleteMessage(id: string, ndr: boolean): void {
+    const m = this.requireMessage(id);
+    if (ndr && (m.is_dsn || !m.sender)) {
+      throw new TransportError(550, '5.7.1', 'a delivery status notification cannot be deleted with an NDR');
+    }
+    const envelope = this.envelopeOf(m);
+    const open = this.db
+      .prepare(`SELECT * FROM recipients WHERE message_id = ? AND state != 'done'`)
+      .all(id) as RecipientRow[];
+    if (ndr) {
+      this.db.transaction(() => {
+        for (const r of open) {
+          this.db
+            .prepare(
+              `UPDATE recipients SET state = 'done', outcome = 'failed', status = '5.0.0',
+               diagnostic = 'smtp; 550 5.0.0 The message was deleted by an administrator.',
+               last_error = 'The message was deleted by an administrator.', dsn_pending = ? WHERE id = ?`,
+            )
+            .run(dsnFor('failure', notifyList(r), m.sender), r.id);
+        }
+      })();
+      this.dsnStage.kick();
+    } else {
+      this.db.transaction(() => {
+        this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(id);
+        this.db.prepare('DELETE FROM messages WHERE id = ?').run(id);
+      })();
+      void fsp.unlink(m.file).catch(() => undefined);
+    }
+    this.o.tracking.write({
+      event: 'FAIL',
+      source: 'ADMIN',
+      internalMessageId: id,
+      messageId: envelope.messageId,
+      sender: m.sender,
+      recipients: open.map((r) => r.address),
+      messageInfo: ndr ? 'deleted by administrator with NDR' : 'deleted by administrator without NDR',
+    });
+  }
+
+  /** The message as it sits in the spool: its original bytes, Received header included. */
+  async exportMessage(id: string): Promise<Buffer> {
+    const m = this.requireMessage(id);
+    const read = await Spool.readFile(m.file);
+    if (!read) throw new TransportError(451, '4.3.0', `spool file of ${id} is incomplete`);
+    return read.message;
+  }
+
+  /** Force connection: every recipient waiting for a retry in `queue` (or all) is due now. */
+  retryNow(queue?: string): number {
+    const info = queue
+      ? this.db
+          .prepare(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry' AND queue = ?`)
+          .run(queue)
+      : this.db.prepare(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry'`).run();
+    this.kickAll();
+    return info.changes;
+  }
+
+  private kickAll(): void {
+    if (this.started) for (const r of this.runners) r.kick();
+  }
+}
