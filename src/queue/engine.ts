@@ -992,7 +992,10 @@ export class QueuingEngine {
   findMessages(q: FindQuery = {}): MessageSummary[] {
     const where: string[] = [];
     const args: unknown[] = [];
-    if (q.sender) (where.push('lower(m.sender) = lower(?)'), args.push(q.sender));
+    if (q.sender) {
+      where.push('lower(m.sender) = lower(?)');
+      args.push(q.sender);
+    }
     if (q.recipient) {
       where.push(
         `m.id IN (SELECT message_id FROM recipients WHERE lower(address) = lower(?) OR lower(original) = lower(?))`,

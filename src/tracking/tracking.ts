@@ -159,16 +159,34 @@ export class MessageTracking {
     this.flush();
     const where: string[] = [];
     const args: unknown[] = [];
-    if (q.sender) (where.push('e.sender = ?'), args.push(q.sender.toLowerCase()));
+    if (q.sender) {
+      where.push('e.sender = ?');
+      args.push(q.sender.toLowerCase());
+    }
     if (q.recipient) {
       where.push('e.id IN (SELECT event_id FROM event_recipients WHERE recipient = ?)');
       args.push(q.recipient.toLowerCase());
     }
-    if (q.messageId) (where.push('e.message_id = ?'), args.push(q.messageId));
-    if (q.internalMessageId) (where.push('e.internal_message_id = ?'), args.push(q.internalMessageId));
-    if (q.event) (where.push('e.event = ?'), args.push(q.event.toUpperCase()));
-    if (q.start) (where.push('e.time >= ?'), args.push(q.start.getTime()));
-    if (q.end) (where.push('e.time <= ?'), args.push(q.end.getTime()));
+    if (q.messageId) {
+      where.push('e.message_id = ?');
+      args.push(q.messageId);
+    }
+    if (q.internalMessageId) {
+      where.push('e.internal_message_id = ?');
+      args.push(q.internalMessageId);
+    }
+    if (q.event) {
+      where.push('e.event = ?');
+      args.push(q.event.toUpperCase());
+    }
+    if (q.start) {
+      where.push('e.time >= ?');
+      args.push(q.start.getTime());
+    }
+    if (q.end) {
+      where.push('e.time <= ?');
+      args.push(q.end.getTime());
+    }
     const sql = `SELECT * FROM events e ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY e.id LIMIT ?`;
     args.push(q.limit ?? 1000);
     return (this.db.prepare(sql).all(...args) as Record<string, unknown>[]).map((r) => ({
