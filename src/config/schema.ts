@@ -76,9 +76,9 @@ const connections = z
     /** Concurrent inbound connections; null = no limit. */
     maxInbound: z.number().int().positive().nullable().default(null),
     /** Time a session may sit idle between commands. */
-    idleTimeout: duration.prefault(600),
+    idleTimeout: duration.prefault(600).refine((s) => s > 0, 'must be longer than 0'),
     /** Time allowed between two pieces of message data. */
-    dataTimeout: duration.prefault(600),
+    dataTimeout: duration.prefault(600).refine((s) => s > 0, 'must be longer than 0'),
     /** Longest command line accepted, CRLF included (RFC 5321 minimum 512). */
     maxCommandLineLength: z.number().int().min(512).default(2048),
   })
@@ -134,7 +134,7 @@ const filterSwitches = z
   })
   .prefault({});
 
-export const virtualServerSchema = z.object({
+export const virtualServerSchema = z.strictObject({
   name,
   /** Address to listen on; "0.0.0.0" (All Unassigned) or "::" for all. */
   ip: z.string().default('0.0.0.0'),
@@ -180,7 +180,7 @@ const adminApi = z
   })
   .prefault({});
 
-export const serverSchema = z.object({
+export const serverSchema = z.strictObject({
   name,
   fqdn: z.string().trim().min(1),
   /** Everything this server writes lives under this directory. */
@@ -188,17 +188,33 @@ export const serverSchema = z.object({
   /** Address for the link state port and organisation traffic to this server. */
   address: z.string().default('127.0.0.1'),
   linkStatePort: z.number().int().min(1).max(65535).default(691),
-  mailboxStores: z.array(z.object({ name })).default([{ name: 'Mailbox Store' }]),
+  mailboxStores: z.array(z.strictObject({ name })).default([{ name: 'Mailbox Store' }]),
   virtualServers: z.array(virtualServerSchema).min(1, 'a server needs at least one virtual server'),
   messageTracking: tracking,
   adminApi,
-  diagnosticLogging: z.record(z.string(), z.enum(['none', 'minimum', 'medium', 'maximum'])).default({}),
+  diagnosticLogging: z
+    .partialRecord(
+      z.enum([
+        'Routing Engine',
+        'Categorizer',
+        'Connection Manager',
+        'Queuing Engine',
+        'Store Driver',
+        'SMTP Protocol',
+        'Link State',
+      ]),
+      z.enum(['none', 'minimum', 'medium', 'maximum']),
+    )
+    .default({}),
 });
 export type ServerConfig = z.infer<typeof serverSchema>;
 
 const addressSpace = z.union([
-  z.string(), // "SMTP:*.net:20"
-  z.object({
+  // "SMTP:*.net:20": type, pattern, cost 1-100
+  z
+    .string()
+    .regex(/^[A-Za-z0-9-]+:[^:\s]+:(100|[1-9]\d?)$/, 'an address space looks like SMTP:*.example.com:10'),
+  z.strictObject({
     type: z.string().default('SMTP'),
     pattern: z.string().min(1),
     cost: z.number().int().min(1).max(100).default(1),
@@ -223,7 +239,7 @@ const contentRestrictions = z
   })
   .prefault({});
 
-const window = z.object({
+const window = z.strictObject({
   days: z.array(z.enum(['mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'])).min(1),
   start: z.string().regex(/^\d{2}:\d{2}$/),
   end: z.string().regex(/^\d{2}:\d{2}$/),
@@ -258,13 +274,13 @@ const connectorCommon = {
 };
 
 export const connectorSchema = z.discriminatedUnion('type', [
-  z.object({
+  z.strictObject({
     type: z.literal('routingGroup'),
     ...connectorCommon,
     to: name,
     remoteBridgeheads: z.array(z.string()).min(1, 'a routing group connector needs a remote bridgehead'),
   }),
-  z.object({
+  z.strictObject({
     type: z.literal('smtp'),
     ...connectorCommon,
     addressSpaces: z.array(addressSpace).default([]),
@@ -283,7 +299,7 @@ export const connectorSchema = z.discriminatedUnion('type', [
 ]);
 export type ConnectorConfig = z.infer<typeof connectorSchema>;
 
-export const routingGroupSchema = z.object({
+export const routingGroupSchema = z.strictObject({
   name,
   /** Routing group master; default the first server of the group. */
   master: z.string().optional(),
@@ -309,11 +325,11 @@ const permissions = z
   })
   .prefault({});
 
-export const userSchema = z.object({
+export const userSchema = z.strictObject({
   name,
   /** SMTP addresses; the first is the primary (reply) address. */
   addresses: z.array(domainOrAddress).min(1),
-  mailbox: z.object({ server: z.string(), store: z.string().default('Mailbox Store') }),
+  mailbox: z.strictObject({ server: z.string(), store: z.string().default('Mailbox Store') }),
   quotaKb: sizeKb.default(null),
   maxReceiveSizeKb: sizeKb.default(null),
   maxSendSizeKb: sizeKb.default(null),
@@ -326,13 +342,13 @@ export const userSchema = z.object({
   hidden: z.boolean().default(false),
 });
 
-export const contactSchema = z.object({
+export const contactSchema = z.strictObject({
   name,
   addresses: z.array(domainOrAddress).default([]),
   targetAddress: z.string().min(1),
 });
 
-export const groupSchema = z.object({
+export const groupSchema = z.strictObject({
   name,
   addresses: z.array(domainOrAddress).default([]),
   members: z.array(z.string()).default([]),
@@ -363,12 +379,12 @@ export const directorySchema = z
 
 // ---------------------------------------------------------------- policies, filters
 
-export const recipientPolicySchema = z.object({
+export const recipientPolicySchema = z.strictObject({
   name,
   priority: z.number().int().min(0).default(0),
   addresses: z
     .array(
-      z.object({
+      z.strictObject({
         /** Address template "@example.com" (or "%g.%s@example.com"; only the domain matters here). */
         address: z.string().regex(/@[^@\s]+$/, 'an SMTP address template looks like @example.com'),
         /** "This organisation is responsible for all mail delivery to this address". */
@@ -378,7 +394,7 @@ export const recipientPolicySchema = z.object({
     .min(1),
 });
 
-const blockList = z.object({
+const blockList = z.strictObject({
   name,
   suffix: z.string().min(1),
   matchMode: z.enum(['any', 'mask', 'codes']).default('any'),
@@ -426,7 +442,7 @@ export const filtersSchema = z
 
 // ---------------------------------------------------------------- organisation
 
-export const organisationSchema = z.object({
+export const organisationSchema = z.strictObject({
   organisation: z
     .object({
       name: name.default('First Organization'),
