@@ -150,6 +150,8 @@ export class Categorizer {
 
     const seen = new Set<string>();
     for (const r of recipients) seen.add(r.address.toLowerCase());
+    // One copy per mailbox: the envelope may name a user twice (case, proxy addresses).
+    const placed = new Set<string>();
 
     const resolve = async (
       sourceId: number,
@@ -279,6 +281,16 @@ export class Categorizer {
               await resolve(sourceId, target, nextChain, true);
             }
           }
+          const mailbox = entry.name.toLowerCase();
+          if (placed.has(mailbox)) {
+            result.events.push({
+              event: 'DUPLICATEEXPAND',
+              recipient: entry.primaryAddress,
+              related: address,
+            });
+            return;
+          }
+          placed.add(mailbox);
           const route: Route =
             u.mailbox.server.toLowerCase() === c.serverName.toLowerCase()
               ? {

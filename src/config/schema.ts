@@ -95,6 +95,17 @@ const retrySchedule = z
   })
   .prefault({});
 
+const outboundSecurity = z
+  .object({
+    auth: z.enum(['anonymous', 'basic']).default('anonymous'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    tls: z.enum(['opportunistic', 'required', 'none']).default('opportunistic'),
+    /** With tls: required, the peer's certificate must verify against the system CAs. */
+    verifyCertificate: z.boolean().default(true),
+  })
+  .prefault({});
+
 const delivery = z
   .object({
     outbound: retrySchedule,
@@ -111,6 +122,8 @@ const delivery = z
     /** External DNS servers used for delivery; empty = system resolver. */
     externalDnsServers: z.array(z.string()).default([]),
     heloInsteadOfEhlo: z.boolean().default(false),
+    /** Outbound security for direct and smart-host delivery (connectors have their own). */
+    outboundSecurity,
     maxHopCount: z.number().int().positive().default(15),
     /** Fully qualified name announced in banner, EHLO and Received headers. */
     fqdn: z.string().optional(),
@@ -251,15 +264,6 @@ const schedule = z
     windows: z.array(window).default([]),
     oversizeThresholdKb: sizeKb.default(null),
     oversizeWindows: z.array(window).default([]),
-  })
-  .prefault({});
-
-const outboundSecurity = z
-  .object({
-    auth: z.enum(['anonymous', 'basic']).default('anonymous'),
-    username: z.string().optional(),
-    password: z.string().optional(),
-    tls: z.enum(['opportunistic', 'required', 'none']).default('opportunistic'),
   })
   .prefault({});
 

@@ -23,6 +23,7 @@ import type { MaildirStore } from '../delivery/local/maildir.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { TransportError } from '../smtp/status.js';
 import { buildDsn, type DsnAction, type RecipientReport } from '../dsn/dsn.js';
+import type { Destination, DeliveryJob, RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 
 export const QUEUE = {
   preSubmission: 'Pre-submission',
@@ -79,6 +80,13 @@ export interface EngineOptions {
   tracking: MessageTracking;
   log: Logger;
   localRetry: RetryPolicy;
+  remoteRetry: RetryPolicy;
+  /** Next hop of a routed recipient: a remote queue name and where it connects. */
+  route: (route: Route) => { queue: string; destination?: Destination };
+  remote: RemoteDelivery;
+  /** Connections to one next hop, and in total [SPEC §7: 100, 1000]. */
+  maxConnectionsPerQueue: number;
+  maxConnections: number;
   ndrCopyTo?: string;
   badmailDir: string;
 }
@@ -104,6 +112,8 @@ interface RecipientRow {
   delay_notified: number;
   route: string | null;
   recheck: number;
+  remote: number;
+  remote_mta: string | null;
 }
 
 interface MessageRow {
@@ -192,7 +202,8 @@ function dsnFor(
   notify: string[] | undefined,
   sender: string,
 ): string | null {
-  if (!sender) return null; // never a DSN to the null sender
+  // Never a DSN to the null sender; its failures are still due, as badmail (generateDsn).
+  if (!sender) return kind === 'failure' ? kind : null;
   if (!notify) return kind === 'success' ? null : kind;
   if (notify.includes('NEVER')) return null;
   const wanted = { failure: 'FAILURE', delay: 'DELAY', success: 'SUCCESS' }[kind];
@@ -206,6 +217,11 @@ export class QueuingEngine {
   private readonly categorizerStage: StageRunner;
   private readonly localStage: StageRunner;
   private readonly dsnStage: StageRunner;
+  private readonly routingStage: StageRunner;
+  private readonly remoteStage: StageRunner;
+  /** Remote queues with a delivery under way, and connections in use. */
+  private readonly serving = new Set<string>();
+  private connectionsInUse = 0;
   private pendingSubmissions: SpooledMessage[] = [];
   private submitScheduled = false;
   private readonly activeMessages = new Set<string>();
@@ -229,7 +245,8 @@ export class QueuingEngine {
         outcome TEXT, status TEXT, diagnostic TEXT, attempts INTEGER NOT NULL DEFAULT 0,
         next_attempt INTEGER NOT NULL DEFAULT 0, first_failure INTEGER, last_error TEXT,
         dsn_pending TEXT, delay_notified INTEGER NOT NULL DEFAULT 0, route TEXT,
-        recheck INTEGER NOT NULL DEFAULT 0);
+        recheck INTEGER NOT NULL DEFAULT 0, remote INTEGER NOT NULL DEFAULT 0, remote_mta TEXT);
+      CREATE INDEX IF NOT EXISTS recipients_remote ON recipients(remote, state, next_attempt) WHERE remote = 1;
       CREATE INDEX IF NOT EXISTS recipients_work ON recipients(queue, state, next_attempt);
       CREATE INDEX IF NOT EXISTS recipients_message ON recipients(message_id);
       CREATE INDEX IF NOT EXISTS recipients_dsn ON recipients(dsn_pending) WHERE dsn_pending IS NOT NULL;
@@ -254,7 +271,25 @@ export class QueuingEngine {
       () => undefined,
       log,
     );
-    this.runners.push(this.categorizerStage, this.localStage, this.dsnStage);
+    this.routingStage = new StageRunner(
+      'routing',
+      () => this.routeBatch(),
+      () => undefined,
+      log,
+    );
+    this.remoteStage = new StageRunner(
+      'remote delivery',
+      () => this.remoteBatch(),
+      () => this.nextRemoteDue(),
+      log,
+    );
+    this.runners.push(
+      this.categorizerStage,
+      this.localStage,
+      this.dsnStage,
+      this.routingStage,
+      this.remoteStage,
+    );
   }
 
   // ------------------------------------------------------------------ submission
@@ -482,6 +517,7 @@ export class QueuingEngine {
       touched.push(m.id);
     }
     this.localStage.kick();
+    this.routingStage.kick();
     this.dsnStage.kick();
     this.completeIfDone(touched);
     return messages.length === 200;
@@ -677,14 +713,15 @@ export class QueuingEngine {
     policy: RetryPolicy,
     now: number,
     source: string,
+    remoteMta?: string,
   ): void {
     const delivered = this.db.prepare(
-      `UPDATE recipients SET state = 'done', outcome = 'delivered', status = '2.0.0', dsn_pending = ?,
-       attempts = attempts + 1, last_error = NULL, recheck = 0 WHERE id = ?`,
+      `UPDATE recipients SET state = 'done', outcome = ?, status = '2.0.0', dsn_pending = ?,
+       attempts = attempts + 1, last_error = NULL, recheck = 0, remote_mta = ? WHERE id = ?`,
     );
     const failed = this.db.prepare(
       `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, dsn_pending = ?,
-       attempts = attempts + 1, last_error = ?, recheck = 0 WHERE id = ?`,
+       attempts = attempts + 1, last_error = ?, recheck = 0, remote_mta = ? WHERE id = ?`,
     );
     const retry = this.db.prepare(
       `UPDATE recipients SET state = 'retry', attempts = attempts + 1, next_attempt = ?, last_error = ?,
@@ -697,12 +734,24 @@ export class QueuingEngine {
       for (const { row, error } of results) {
         const notify = notifyList(row);
         if (!error) {
-          delivered.run(dsnFor('success', notify, m.sender), row.id);
+          delivered.run(
+            remoteMta ? 'relayed' : 'delivered',
+            dsnFor('success', notify, m.sender),
+            remoteMta ?? null,
+            row.id,
+          );
           continue;
         }
         const text = `${error.code} ${error.status} ${error.message}`;
         if (error.permanent) {
-          failed.run(error.status, `smtp; ${text}`, dsnFor('failure', notify, m.sender), text, row.id);
+          failed.run(
+            error.status,
+            `smtp; ${text}`,
+            dsnFor('failure', notify, m.sender),
+            text,
+            remoteMta ?? null,
+            row.id,
+          );
           failedList.push({ address: row.address, status: error.status });
           continue;
         }
@@ -715,7 +764,7 @@ export class QueuingEngine {
         );
         if (verdict.action === 'expire') {
           const expired = `Could not deliver the message in the time limit specified. Last error: ${text}`;
-          failed.run('4.4.7', `smtp; ${text}`, dsnFor('failure', notify, m.sender), expired, row.id);
+          failed.run('4.4.7', `smtp; ${text}`, dsnFor('failure', notify, m.sender), expired, null, row.id);
           failedList.push({ address: row.address, status: '4.4.7' });
         } else {
           const delayDsn = verdict.notifyDelay ? dsnFor('delay', notify, m.sender) : null;
@@ -751,6 +800,153 @@ export class QueuingEngine {
         recipients: failedList.map((f) => f.address),
         recipientStatus: failedList.map((f) => f.status),
       });
+    }
+  }
+
+  // ------------------------------------------------------------------ routing and remote delivery
+
+  /** Moves routed recipients into the remote queue of their next hop. */
+  private async routeBatch(): Promise<boolean> {
+    if (this.queueFrozen(QUEUE.routing)) return false;
+    const rows = this.db
+      .prepare(`SELECT * FROM recipients WHERE queue = ? AND state != 'done' LIMIT 1000`)
+      .all(QUEUE.routing) as RecipientRow[];
+    if (!rows.length) return false;
+    const update = this.db.prepare(
+      `UPDATE recipients SET queue = ?, next_hop = ?, remote = ?, state = 'ready', next_attempt = 0 WHERE id = ?`,
+    );
+    this.db.transaction(() => {
+      for (const r of rows) {
+        const hop = this.o.route(JSON.parse(r.route ?? '{}') as Route);
+        update.run(
+          hop.queue,
+          hop.destination ? JSON.stringify(hop.destination) : null,
+          hop.destination ? 1 : 0,
+          r.id,
+        );
+      }
+    })();
+    this.remoteStage.kick();
+    return rows.length === 1000;
+  }
+
+  private nextRemoteDue(): number | undefined {
+    const row = this.db
+      .prepare(
+        `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.remote = 1 AND r.state = 'retry' AND m.frozen = 0`,
+      )
+      .get() as { due: number | null };
+    return row.due ?? undefined;
+  }
+
+  /** Starts a delivery for every remote queue with due mail that nobody is serving yet. */
+  private async remoteBatch(): Promise<boolean> {
+    const queues = this.db
+      .prepare(
+        `SELECT DISTINCT r.queue AS queue, r.next_hop AS hop FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.remote = 1 AND r.state != 'done' AND r.next_attempt <= ? AND m.frozen = 0`,
+      )
+      .all(Date.now()) as { queue: string; hop: string }[];
+    for (const q of queues) {
+      if (this.serving.has(q.queue) || this.queueFrozen(q.queue)) continue;
+      if (this.connectionsInUse >= this.o.maxConnections) break;
+      this.serving.add(q.queue);
+      void this.serveQueue(q.queue, JSON.parse(q.hop) as Destination).finally(() => {
+        this.serving.delete(q.queue);
+        this.remoteStage.kick();
+      });
+    }
+    return false;
+  }
+
+  private async serveQueue(queue: string, destination: Destination): Promise<void> {
+    for (let round = 0; round < 1000 && !this.remoteStage.stopped; round++) {
+      if (this.queueFrozen(queue)) return;
+      const messages = this.db
+        .prepare(
+          `SELECT * FROM messages WHERE frozen = 0 AND id IN (
+             SELECT message_id FROM recipients WHERE queue = ? AND remote = 1 AND state != 'done' AND next_attempt <= ?
+           ) ORDER BY received_at LIMIT 2000`,
+        )
+        .all(queue, Date.now()) as MessageRow[];
+      if (!messages.length) return;
+      const touched: string[] = [];
+      const jobs: DeliveryJob[] = [];
+      for (const m of messages) {
+        const rows = this.rowsOf(m.id, [queue]);
+        if (!rows.length) continue;
+        const envelope = this.envelopeOf(m);
+        jobs.push({
+          envelope,
+          recipients: rows.map((r) => ({
+            address: r.address,
+            ...(notifyList(r) ? { notify: notifyList(r) } : {}),
+            ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+          })),
+          load: async () => {
+            const read = await Spool.readFile(m.file);
+            if (!read) throw new TransportError(451, '4.3.0', `spool file of ${m.id} is incomplete`);
+            return read.message;
+          },
+          done: (outcome) => {
+            const now = Date.now();
+            if ('error' in outcome) {
+              this.recordAttempts(
+                m,
+                envelope,
+                rows.map((row) => ({ row, error: outcome.error })),
+                this.o.remoteRetry,
+                now,
+                'SMTP',
+              );
+            } else {
+              const results = rows.map((row, i) => {
+                const reply = outcome.results[i]!.reply;
+                if (reply.code >= 200 && reply.code < 300) return { row };
+                const status = reply.status ?? (reply.code >= 500 ? '5.0.0' : '4.0.0');
+                return {
+                  row,
+                  error: new TransportError(reply.code, status, `${outcome.remoteMta} said: ${reply.text}`),
+                };
+              });
+              this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta);
+              const sent = results.filter((r) => !r.error).map((r) => r.row.address);
+              if (sent.length) {
+                this.o.tracking.write({
+                  event: 'SEND',
+                  source: 'SMTP',
+                  internalMessageId: m.id,
+                  messageId: envelope.messageId,
+                  sender: m.sender,
+                  recipients: sent,
+                  serverIp: outcome.remoteMta,
+                  connectorId: queue,
+                  totalBytes: m.size,
+                  subject: envelope.subject,
+                });
+              }
+            }
+            touched.push(m.id);
+          },
+        });
+      }
+      const connections = Math.max(
+        1,
+        Math.min(
+          this.o.maxConnectionsPerQueue,
+          this.o.maxConnections - this.connectionsInUse,
+          Math.ceil(jobs.length / 4),
+        ),
+      );
+      this.connectionsInUse += connections;
+      try {
+        await this.o.remote.run(destination, jobs, connections);
+      } finally {
+        this.connectionsInUse -= connections;
+      }
+      this.dsnStage.kick();
+      this.completeIfDone(touched);
     }
   }
 
@@ -801,7 +997,9 @@ export class QueuingEngine {
           ? 'expanded'
           : r.outcome === 'delivered'
             ? 'delivered'
-            : 'failed';
+            : r.outcome === 'relayed'
+              ? 'relayed'
+              : 'failed';
     const reports: RecipientReport[] = rows.map((r) => {
       const action = actionOf(r);
       const status = action === 'delayed' ? '4.0.0' : (r.status ?? (action === 'failed' ? '5.0.0' : '2.0.0'));
@@ -812,14 +1010,18 @@ export class QueuingEngine {
             ? `Delivery has been delayed: ${r.last_error ?? 'temporary failure'}`
             : action === 'expanded'
               ? 'The distribution list was expanded.'
-              : 'The message was delivered.';
-      const expiry = m.received_at + this.o.localRetry.expiration * 1000;
+              : action === 'relayed'
+                ? `The message was relayed to ${r.remote_mta ?? 'the next hop'}.`
+                : 'The message was delivered.';
+      const policy = r.remote ? this.o.remoteRetry : this.o.localRetry;
+      const expiry = m.received_at + policy.expiration * 1000;
       return {
         finalRecipient: r.address,
         ...(r.orcpt ? { originalRecipient: r.orcpt.replace(/^([^;]+);\s*/, '$1; ') } : {}),
         action,
         status: r.dsn_pending === 'delay' ? status : status,
         ...(r.diagnostic ? { diagnostic: r.diagnostic } : {}),
+        ...(r.remote_mta ? { remoteMta: r.remote_mta } : {}),
         text: action === 'failed' ? text.replace(/^\d{3} \S+ /, '') : text,
         ...(action === 'delayed' ? { willRetryUntil: new Date(expiry) } : {}),
       };
@@ -986,7 +1188,7 @@ export class QueuingEngine {
     if (queue === QUEUE.local) return this.localStage.busy;
     if (queue === QUEUE.categorizer) return this.categorizerStage.busy;
     if (queue === QUEUE.dsn) return this.dsnStage.busy;
-    return false;
+    return this.serving.has(queue);
   }
 
   findMessages(q: FindQuery = {}): MessageSummary[] {

@@ -99,6 +99,8 @@ export class SpoolWriter {
   private fh: fsp.FileHandle | undefined;
   private headerWritten = false;
   private closed = false;
+  /** The spill writes in flight, chained in order. */
+  private flushing: Promise<void> | undefined;
   size = 0;
 
   constructor(
@@ -124,33 +126,44 @@ export class SpoolWriter {
     return Buffer.from(`${MAGIC}${json}\n`, 'utf8');
   }
 
-  private async flushToFile(): Promise<void> {
-    if (!this.fh) this.fh = await fsp.open(this.file, 'wx', 0o600);
+  private flushToFile(): Promise<void> {
+    // The parts are taken now: abort() may clear the buffers while the file is being opened.
     const parts = this.headerWritten ? this.chunks : [this.headerBuffer(), ...this.chunks];
     this.headerWritten = true;
     this.chunks = [];
     this.buffered = 0;
-    await this.fh.writev(parts);
+    this.flushing = (this.flushing ?? Promise.resolve()).then(async () => {
+      if (!this.fh) this.fh = await fsp.open(this.file, 'wx', 0o600);
+      await this.fh.writev(parts);
+    });
+    return this.flushing;
   }
 
   /** Makes the message durable. Resolves only once data and directory entry are on disk. */
   async commit(): Promise<SpooledMessage> {
     if (this.closed) throw new Error('spool writer already closed');
+    // From here on the file is the commit's to finish or to remove; abort() leaves it alone.
+    this.closed = true;
     // The envelope may have learnt header facts (Message-ID, subject) since the header
     // was written; only an unspilled message can still carry them.
     const trailer = Buffer.from(`${TRAILER_PREFIX}${String(this.size).padStart(12, '0')}\n`);
-    if (!this.fh) {
-      this.fh = await fsp.open(this.file, 'wx', 0o600);
-      await this.fh.writev([this.headerBuffer(), ...this.chunks, trailer]);
-    } else {
-      await this.fh.writev([...this.chunks, trailer]);
+    try {
+      if (!this.fh) {
+        this.fh = await fsp.open(this.file, 'wx', 0o600);
+        await this.fh.writev([this.headerBuffer(), ...this.chunks, trailer]);
+      } else {
+        await this.fh.writev([...this.chunks, trailer]);
+      }
+      this.chunks = [];
+      await this.fh.datasync();
+      await this.fh.close();
+      this.fh = undefined;
+      await this.spool.syncDirectory();
+    } catch (err) {
+      // Not acknowledged, so not kept: a later recovery must not deliver it behind our back.
+      await this.removeFile();
+      throw err;
     }
-    this.chunks = [];
-    await this.fh.datasync();
-    await this.fh.close();
-    this.fh = undefined;
-    this.closed = true;
-    await this.spool.syncDirectory();
     return { envelope: this.envelope, size: this.size, file: this.file };
   }
 
@@ -159,11 +172,20 @@ export class SpoolWriter {
     if (this.closed) return;
     this.closed = true;
     this.chunks = [];
+    // A spill may be under way (its open or write still pending): let it settle first, or
+    // the file it creates would outlive the abort.
+    if (!this.flushing) return;
+    await this.flushing.catch(() => undefined);
+    await this.removeFile();
+  }
+
+  private async removeFile(): Promise<void> {
+    this.chunks = [];
     if (this.fh) {
       await this.fh.close().catch(() => undefined);
       this.fh = undefined;
-      await fsp.unlink(this.file).catch(() => undefined);
     }
+    await fsp.unlink(this.file).catch(() => undefined);
   }
 }
 

@@ -12,7 +12,11 @@ import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
 import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
-import { QueuingEngine } from '../queue/engine.js';
+import { QueuingEngine, QUEUE } from '../queue/engine.js';
+import { RemoteDelivery, type Destination } from '../delivery/remote/remote-delivery.js';
+import { makeResolver } from '../delivery/remote/dns.js';
+import { allServers } from '../config/load.js';
+import type { Route } from '../categorizer/categorizer.js';
 import { Categorizer } from '../categorizer/categorizer.js';
 import { MaildirStore } from '../delivery/local/maildir.js';
 import { MessageTracking } from '../tracking/tracking.js';
@@ -106,6 +110,38 @@ export class TransportServer {
     );
     this.tracking.prune();
     const local = first.delivery.local;
+    const d = first.delivery;
+    const policy = (p: typeof local) => ({
+      glitchInterval: d.glitchRetryInterval,
+      glitchCount: d.glitchRetryCount,
+      first: p.first,
+      second: p.second,
+      third: p.third,
+      subsequent: p.subsequent,
+      delayNotification: p.delayNotification,
+      expiration: p.expiration,
+    });
+    const sendLog = first.protocolLog.enabled
+      ? await ProtocolLog.open(this.dataDir, 'send', first.name, first.protocolLog.retentionDays)
+      : undefined;
+    this.sendLog = sendLog;
+    const sec = d.outboundSecurity;
+    const remote = new RemoteDelivery({
+      heloName: d.fqdn ?? this.server.fqdn,
+      port: d.outboundPort,
+      timeoutMs: d.outboundTimeout * 1000,
+      heloOnly: d.heloInsteadOfEhlo,
+      tls: sec.tls,
+      verifyCertificate: sec.verifyCertificate,
+      ...(sec.auth === 'basic' && sec.username
+        ? { auth: { username: sec.username, password: sec.password ?? '' } }
+        : {}),
+      resolver: makeResolver(d.externalDnsServers),
+      maxMessagesPerConnection: 100,
+      protocolLog: sendLog
+        ? (session, event, data) => sendLog.write(session, 0, '', '', event, data)
+        : undefined,
+    });
     this.engine = new QueuingEngine({
       serverName: this.server.name,
       fqdn: first.delivery.fqdn ?? this.server.fqdn,
@@ -124,16 +160,12 @@ export class TransportServer {
       store: new MaildirStore(path.join(this.dataDir, 'mailboxes')),
       tracking: this.tracking,
       log: queueLog,
-      localRetry: {
-        glitchInterval: first.delivery.glitchRetryInterval,
-        glitchCount: first.delivery.glitchRetryCount,
-        first: local.first,
-        second: local.second,
-        third: local.third,
-        subsequent: local.subsequent,
-        delayNotification: local.delayNotification,
-        expiration: local.expiration,
-      },
+      localRetry: policy(local),
+      remoteRetry: policy(d.outbound),
+      route: (r) => this.nextHop(r),
+      remote,
+      maxConnectionsPerQueue: d.maxOutboundConnectionsPerDomain ?? 100_000,
+      maxConnections: d.maxOutboundConnections ?? 100_000,
       ndrCopyTo: first.messages.ndrCopyTo,
       badmailDir: first.messages.badmailDirectory,
     });
@@ -172,6 +204,39 @@ export class TransportServer {
   }
 
   queueRecovery: { inserted: number; lost: number } | undefined;
+  private sendLog: ProtocolLog | undefined;
+
+  /**
+   * Next hop for a recipient the categorizer sent to routing. Connectors and link state
+   * refine this; without them mail goes to the smart host or by DNS, and mail for another
+   * server of the organisation goes straight to that server.
+   */
+  nextHop(route: Route): { queue: string; destination?: Destination } {
+    const d = this.server.virtualServers[0]!.delivery;
+    switch (route.kind) {
+      case 'remote':
+        if (d.smartHost) {
+          const hosts = d.smartHost.split(/[\s,;]+/).filter(Boolean);
+          return { queue: d.smartHost, destination: { type: 'smarthost', hosts } };
+        }
+        return { queue: route.domain, destination: { type: 'dns', domain: route.domain } };
+      case 'forwardHost':
+        return { queue: route.host, destination: { type: 'smarthost', hosts: [route.host] } };
+      case 'server': {
+        const target = allServers(this.loaded.org).find(
+          (s) => s.server.name.toLowerCase() === route.server.toLowerCase(),
+        )?.server;
+        if (!target) return { queue: QUEUE.unreachable };
+        const port = target.virtualServers[0]!.port;
+        return {
+          queue: target.fqdn,
+          destination: { type: 'server', name: target.name, host: target.address, port },
+        };
+      }
+      default:
+        return { queue: QUEUE.unreachable };
+    }
+  }
 
   private accepted(m: SpooledMessage): void {
     const e = m.envelope;
@@ -196,5 +261,6 @@ export class TransportServer {
     await Promise.all(this.virtualServers.map((v) => v.close()));
     await this.engine?.stop();
     this.tracking?.close();
+    await this.sendLog?.close();
   }
 }

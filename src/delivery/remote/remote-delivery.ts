@@ -1,0 +1,153 @@
+// Remote delivery for one next hop (a remote domain, a smart host or another server of the
+// organisation): resolves where to connect, opens up to `connections` SMTP sessions and
+// lets each carry message after message from a shared list (connection reuse). MX hosts
+// and their addresses are tried in order; the first that greets us wins [003:787-1343].
+import type { Resolver } from 'node:dns/promises';
+import { SmtpClient, type ClientOptions, type RecipientResult } from '../../smtp/client/client.js';
+import { TransportError } from '../../smtp/status.js';
+import type { Envelope, RecipientEnvelope } from '../../queue/spool.js';
+import { parseSmartHost, resolveMailHosts, hostAddresses } from './dns.js';
+
+export type Destination =
+  | { type: 'dns'; domain: string }
+  | { type: 'smarthost'; hosts: string[] }
+  | { type: 'server'; name: string; host: string; port: number };
+
+export interface DeliveryJob {
+  envelope: Envelope;
+  recipients: RecipientEnvelope[];
+  load(): Promise<Buffer>;
+  /** Per-recipient replies, or one error for the whole message. */
+  done(outcome: { results: RecipientResult[]; remoteMta: string } | { error: TransportError }): void;
+}
+
+export interface RemoteSettings {
+  heloName: string;
+  port: number;
+  timeoutMs: number;
+  heloOnly: boolean;
+  tls: 'opportunistic' | 'required' | 'none';
+  verifyCertificate: boolean;
+  auth?: { username: string; password: string };
+  resolver: Resolver;
+  /** Messages one connection carries before it is closed and a fresh one opened. */
+  maxMessagesPerConnection: number;
+  protocolLog?: (session: string, event: string, data: string) => void;
+}
+
+interface Target {
+  host: string;
+  address: string;
+  port: number;
+}
+
+let connectionCounter = 0;
+
+export class RemoteDelivery {
+  constructor(private readonly s: RemoteSettings) {}
+
+  /** Candidate (host, address, port) triples in the order they are tried. */
+  async targets(d: Destination): Promise<Target[]> {
+    if (d.type === 'server') return [{ host: d.host, address: d.host, port: d.port }];
+    if (d.type === 'smarthost') {
+      const out: Target[] = [];
+      let lastError: TransportError | undefined;
+      for (const spec of d.hosts) {
+        const sh = parseSmartHost(spec, this.s.port);
+        if (sh.literal) {
+          out.push({ host: sh.host, address: sh.host, port: sh.port });
+          continue;
+        }
+        try {
+          // A smart host name is looked up as an MX first, as the guide's virtual server does.
+          const hosts = await resolveMailHosts(this.s.resolver, sh.host);
+          for (const h of hosts)
+            for (const a of h.addresses) out.push({ host: h.host, address: a, port: sh.port });
+        } catch (err) {
+          if (!(err instanceof TransportError)) throw err;
+          lastError = err;
+          const addrs = await hostAddresses(this.s.resolver, sh.host, () => undefined).catch(() => []);
+          for (const a of addrs) out.push({ host: sh.host, address: a, port: sh.port });
+        }
+      }
+      if (!out.length)
+        throw lastError ?? new TransportError(451, '4.4.3', 'no smart host address could be found');
+      return out;
+    }
+    const hosts = await resolveMailHosts(this.s.resolver, d.domain);
+    return hosts.flatMap((h) => h.addresses.map((a) => ({ host: h.host, address: a, port: this.s.port })));
+  }
+
+  private async connect(targets: Target[]): Promise<{ client: SmtpClient; target: Target }> {
+    let last: TransportError | undefined;
+    for (const t of targets) {
+      const session = `S${(++connectionCounter).toString(36).toUpperCase()}`;
+      const opts: ClientOptions = {
+        host: t.address,
+        port: t.port,
+        servername: t.host,
+        heloName: this.s.heloName,
+        heloOnly: this.s.heloOnly,
+        tls: this.s.tls,
+        verifyCertificate: this.s.verifyCertificate,
+        auth: this.s.auth,
+        timeoutMs: this.s.timeoutMs,
+        log: this.s.protocolLog ? (e, d) => this.s.protocolLog!(session, e, d) : undefined,
+      };
+      const client = new SmtpClient(opts);
+      try {
+        await client.open();
+        return { client, target: t };
+      } catch (err) {
+        await client.quit();
+        if (!(err instanceof TransportError)) throw err;
+        last = err;
+        // A permanent refusal by an authenticating smart host will not change on the next host.
+        if (err.permanent && this.s.auth && err.status.startsWith('5.7')) throw err;
+      }
+    }
+    throw last ?? new TransportError(451, '4.4.1', 'no host to connect to');
+  }
+
+  /** Delivers `jobs` over at most `connections` sessions; every job's done() is called once. */
+  async run(d: Destination, jobs: DeliveryJob[], connections: number): Promise<void> {
+    let targets: Target[];
+    try {
+      targets = await this.targets(d);
+    } catch (err) {
+      const error =
+        err instanceof TransportError ? err : new TransportError(451, '4.4.3', (err as Error).message);
+      for (const j of jobs) j.done({ error });
+      return;
+    }
+    const queue = [...jobs];
+    const worker = async () => {
+      while (queue.length) {
+        let conn: { client: SmtpClient; target: Target };
+        try {
+          conn = await this.connect(targets);
+        } catch (err) {
+          const error = err instanceof TransportError ? err : new TransportError(451, '4.4.1', String(err));
+          // Nobody can be reached: every job still waiting shares the verdict.
+          for (const j of queue.splice(0)) j.done({ error });
+          return;
+        }
+        let sent = 0;
+        while (queue.length && conn.client.usable && sent < this.s.maxMessagesPerConnection) {
+          const job = queue.shift()!;
+          try {
+            const body = await job.load();
+            const results = await conn.client.send(job.envelope, job.recipients, body);
+            job.done({ results, remoteMta: conn.target.host });
+          } catch (err) {
+            const error = err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err));
+            job.done({ error });
+          }
+          sent++;
+        }
+        await conn.client.quit();
+      }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(connections, jobs.length)) }, worker));
+  }
+}
