@@ -8,10 +8,14 @@ import {
   defaultOrganisation,
   loadConfigFile,
   loadDefaultConfig,
+  selectServer,
   type LoadedConfig,
 } from '../config/load.js';
 import { TransportServer } from '../service/transport-server.js';
 import { hashPassword } from '../directory/passwords.js';
+import { getServers as dnsServers } from 'node:dns';
+import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
+import { TransportError } from '../smtp/status.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -97,6 +101,50 @@ export function buildProgram(): Command {
     .action(() => {
       process.stdout.write(YAML.stringify(defaultOrganisation()));
     });
+
+  program
+    .command('dnsdiag')
+    .argument('<domain>', 'the recipient domain to resolve')
+    .option('-c, --config <file>', "organisation file (for the virtual server's DNS servers and smart host)")
+    .option('-s, --server <name>', 'which server of the organisation')
+    .option('--virtual-server <name>', "use this virtual server's external DNS servers")
+    .option('--dns <servers>', 'DNS servers to ask instead (comma separated, e.g. 127.0.0.1:5353)')
+    .description('walk the DNS resolution remote delivery would make for a domain, step by step')
+    .action(
+      async (
+        domain: string,
+        opts: { config?: string; server?: string; virtualServer?: string; dns?: string },
+      ) => {
+        const loaded = loadOrDefault(opts.config);
+        const { server } = selectServer(loaded.org, opts.server);
+        const vs = opts.virtualServer
+          ? server.virtualServers.find((v) => v.name.toLowerCase() === opts.virtualServer!.toLowerCase())
+          : server.virtualServers[0];
+        if (!vs) throw new UsageError(`no virtual server "${opts.virtualServer}" on ${server.name}`);
+        const servers = opts.dns ? opts.dns.split(',') : vs.delivery.externalDnsServers;
+        const out = (line: string) => process.stdout.write(`${line}\n`);
+        out(`dnsdiag ${domain} from ${server.name} / "${vs.name}"`);
+        out(
+          `DNS servers: ${servers.length ? servers.join(', ') : `system resolver (${dnsServers().join(', ')})`}`,
+        );
+        if (vs.delivery.smartHost)
+          out(`note: this virtual server sends everything to smart host ${vs.delivery.smartHost}`);
+        try {
+          const hosts = await resolveMailHosts(makeResolver(servers), domain, (step) => out(`  ${step}`));
+          out('delivery would try, in order:');
+          for (const h of hosts) {
+            for (const a of h.addresses)
+              out(`  ${h.host} (preference ${h.preference}) ${a}:${vs.delivery.outboundPort}`);
+          }
+        } catch (err) {
+          if (!(err instanceof TransportError)) throw err;
+          out(
+            `result: ${err.status} ${err.message} (${err.permanent ? 'permanent: NDR' : 'transient: retry'})`,
+          );
+          return;
+        }
+      },
+    );
 
   const user = program.command('user').description('directory users');
   user
