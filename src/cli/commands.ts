@@ -16,6 +16,7 @@ import { hashPassword } from '../directory/passwords.js';
 import { getServers as dnsServers } from 'node:dns';
 import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
+import { addAdminCommands, CliError } from './admin-commands.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -67,6 +68,11 @@ export function buildProgram(): Command {
             : '') +
           (opts.hold ? '; queues held (--hold)' : '') +
           '\n',
+      );
+      process.stderr.write(
+        server.adminUrl
+          ? `bridgehead: admin API on ${server.adminUrl}\n`
+          : `bridgehead: ${server.adminError}\n`,
       );
       for (const vs of server.virtualServers) {
         const a = vs.address();
@@ -146,6 +152,8 @@ export function buildProgram(): Command {
       },
     );
 
+  addAdminCommands(program);
+
   const user = program.command('user').description('directory users');
   user
     .command('passwd')
@@ -201,6 +209,6 @@ export async function run(argv: string[]): Promise<number> {
       return 1;
     }
     process.stderr.write(`bridgehead: ${(err as Error).message}\n`);
-    return err instanceof UsageError ? 2 : 1;
+    return err instanceof UsageError || err instanceof CliError ? 2 : 1;
   }
 }

@@ -111,6 +111,13 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
       if (prior) errors.push({ path: `${spath}.name`, message: `server "${server.name}" is also ${prior}` });
       serverNames.set(server.name.toLowerCase(), spath);
 
+      const api = server.adminApi;
+      if (!['127.0.0.1', '::1', 'localhost'].includes(api.host) && !api.token && !api.readOnlyToken) {
+        errors.push({
+          path: `${spath}.adminApi.token`,
+          message: `the admin API listens on ${api.host}, beyond loopback: set a token`,
+        });
+      }
       const bindings = new Map<string, string>();
       const vsNames = new Set<string>();
       server.virtualServers.forEach((vs, vi) => {

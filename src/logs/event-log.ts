@@ -24,6 +24,7 @@ const PINO_LEVEL: Record<DiagnosticLevel, string> = {
 export class EventLog {
   private readonly root: Logger;
   private readonly children = new Map<Category, Logger>();
+  private readonly current = new Map<Category, DiagnosticLevel>();
 
   constructor(levels: Record<string, DiagnosticLevel> = {}, destination?: pino.DestinationStream) {
     this.root = pino(
@@ -33,6 +34,7 @@ export class EventLog {
     for (const c of CATEGORIES) {
       const child = this.root.child({ category: c });
       child.level = PINO_LEVEL[levels[c] ?? 'minimum'];
+      this.current.set(c, levels[c] ?? 'minimum');
       this.children.set(c, child);
     }
   }
@@ -43,6 +45,11 @@ export class EventLog {
 
   setLevel(c: Category, level: DiagnosticLevel): void {
     this.children.get(c)!.level = PINO_LEVEL[level];
+    this.current.set(c, level);
+  }
+
+  levels(): Record<Category, DiagnosticLevel> {
+    return Object.fromEntries(this.current) as Record<Category, DiagnosticLevel>;
   }
 
   /** Messages for the operator that are not tied to a category (startup, shutdown). */

@@ -17,6 +17,9 @@ import { RemoteDelivery, type Destination } from '../delivery/remote/remote-deli
 import { makeResolver } from '../delivery/remote/dns.js';
 import { allServers } from '../config/load.js';
 import type { Route } from '../categorizer/categorizer.js';
+import type { FastifyInstance } from 'fastify';
+import { buildAdminApi } from '../admin/api.js';
+import { TransportMetrics } from '../admin/metrics.js';
 import { Categorizer } from '../categorizer/categorizer.js';
 import { MaildirStore } from '../delivery/local/maildir.js';
 import { MessageTracking } from '../tracking/tracking.js';
@@ -171,6 +174,7 @@ export class TransportServer {
     });
     this.queueRecovery = await this.engine.recover(this.recovery.messages);
     if (!this.options.hold) this.engine.start();
+    await this.startAdminApi();
     for (const vs of this.server.virtualServers) {
       const runtime = new VirtualServerRuntime({
         serverName: this.server.name,
@@ -205,6 +209,53 @@ export class TransportServer {
 
   queueRecovery: { inserted: number; lost: number } | undefined;
   private sendLog: ProtocolLog | undefined;
+  metrics: TransportMetrics | undefined;
+  admin: FastifyInstance | undefined;
+  /** Where the admin API listens ("http://host:port"), or why it does not. */
+  adminUrl: string | undefined;
+  adminError: string | undefined;
+  private readonly startedAt = Date.now();
+
+  private async startAdminApi(): Promise<void> {
+    const cfg = this.server.adminApi;
+    this.metrics = new TransportMetrics({
+      queues: () => this.engine.listQueues(),
+      inboundConnections: () =>
+        this.virtualServers.map((v) => ({ virtualServer: v.config.name, count: v.connectionCount })),
+    });
+    const metrics = this.metrics;
+    this.tracking.listeners.push((e) => metrics.observe(e));
+    this.admin = buildAdminApi({
+      serverName: this.server.name,
+      fqdn: this.server.fqdn,
+      engine: this.engine,
+      tracking: this.tracking,
+      eventLog: this.eventLog,
+      metrics,
+      token: cfg.token,
+      readOnlyToken: cfg.readOnlyToken,
+      info: () => ({
+        uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
+        dataDir: this.dataDir,
+        virtualServers: this.virtualServers.map((v) => ({
+          name: v.config.name,
+          address: v.address(),
+          connections: v.connectionCount,
+          accepted: v.accepted_total,
+        })),
+      }),
+    });
+    try {
+      const url = await this.admin.listen({ host: cfg.host, port: cfg.port });
+      this.adminUrl = url.replace('[::1]', '127.0.0.1');
+    } catch (err) {
+      // The transport keeps running without its admin API; the operator is told why.
+      this.adminError = `admin API cannot listen on ${cfg.host}:${cfg.port}: ${(err as Error).message}`;
+      this.eventLog.service.error(this.adminError);
+      await this.admin.close().catch(() => undefined);
+      this.admin = undefined;
+    }
+  }
 
   /**
    * Next hop for a recipient the categorizer sent to routing. Connectors and link state
@@ -258,6 +309,7 @@ export class TransportServer {
   }
 
   async stop(): Promise<void> {
+    await this.admin?.close();
     await Promise.all(this.virtualServers.map((v) => v.close()));
     await this.engine?.stop();
     this.tracking?.close();

@@ -63,6 +63,8 @@ export class MessageTracking {
   private readonly insert: Database.Statement;
   private pending: unknown[][] = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Observers of every event (counters), called even when tracking is switched off. */
+  readonly listeners: ((e: TrackingEvent) => void)[] = [];
 
   constructor(
     file: string,
@@ -111,6 +113,7 @@ export class MessageTracking {
 
   /** Records an event; writes are batched into one transaction per tick. */
   write(e: TrackingEvent): void {
+    for (const l of this.listeners) l(e);
     if (!this.options.enabled) return;
     const recipients = e.recipients ?? [];
     this.pending.push([

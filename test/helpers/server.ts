@@ -23,6 +23,8 @@ export function freePort(host = '127.0.0.1'): Promise<number> {
 
 export interface RunningServer {
   port: number;
+  /** The admin API's URL, from the server's start-up output. */
+  api?: string;
   host: string;
   dir: string;
   dataDir: string;
@@ -45,6 +47,8 @@ export function baseOrganisation(port: number, host = '127.0.0.1'): Record<strin
             name: 'MAIL1',
             fqdn: 'mail1.test.example',
             dataDir: './data',
+            // Ephemeral: many servers run at once in tests; the URL is read from the output.
+            adminApi: { port: 0 },
             virtualServers: [
               {
                 name: 'Default SMTP Virtual Server',
@@ -118,6 +122,7 @@ export async function launch(o: {
   }
   return {
     ...o,
+    api: /admin API on (http:\/\/\S+)/.exec(out)?.[1],
     dataDir: path.join(o.dir, 'data'),
     proc,
     output: () => out,

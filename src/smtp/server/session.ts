@@ -634,8 +634,23 @@ export class SmtpSession {
       await tx.writer?.abort();
       return;
     }
+    const headerWasDone = tx.header.done;
     tx.header.feed(chunk);
+    // A large message is written to its file before it ends: the header facts must be in
+    // the envelope by then, or the spooled envelope never carries them.
+    if (tx.header.done && !headerWasDone) this.applyHeaderFacts(tx.writer!.envelope, tx.header.fields());
     await tx.writer!.write(chunk);
+  }
+
+  /** Message-ID, Subject and From of the header section, kept in the envelope for tracking. */
+  private applyHeaderFacts(envelope: Envelope, fields: { name: string; value: string }[]): void {
+    const field = (name: string) => fields.find((f) => f.name.toLowerCase() === name)?.value;
+    const messageId = field('message-id');
+    if (messageId) envelope.messageId = messageId;
+    const subject = field('subject');
+    if (subject !== undefined) envelope.subject = subject;
+    const from = field('from');
+    if (from !== undefined) envelope.headerFrom = from;
   }
 
   private async finishMessage(tx: Transaction): Promise<void> {
@@ -655,13 +670,7 @@ export class SmtpSession {
       this.send(reply(554, '5.4.6', 'Hop count exceeded - possible mail loop'));
       return;
     }
-    const field = (name: string) => fields.find((f) => f.name.toLowerCase() === name)?.value;
-    const messageId = field('message-id');
-    if (messageId) writer.envelope.messageId = messageId;
-    const subject = field('subject');
-    if (subject !== undefined) writer.envelope.subject = subject;
-    const from = field('from');
-    if (from !== undefined) writer.envelope.headerFrom = from;
+    this.applyHeaderFacts(writer.envelope, fields);
     try {
       const spooled = await writer.commit();
       this.messagesAccepted++;

@@ -1,0 +1,109 @@
+// Prometheus counters named after the guide's performance objects [003:7034-7243]. Message
+// counters are derived from tracking events, so every stage is counted without carrying a
+// metrics object through it; gauges are read when /metrics is scraped.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import type { TrackingEvent } from '../tracking/tracking.js';
+import type { QueueSummary } from '../queue/engine.js';
+
+export interface MetricSources {
+  queues: () => QueueSummary[];
+  inboundConnections: () => { virtualServer: string; count: number }[];
+}
+
+export class TransportMetrics {
+  readonly registry = new Registry();
+  private readonly received: Counter;
+  private readonly receivedBytes: Counter;
+  private readonly submitted: Counter;
+  private readonly categorized: Counter;
+  private readonly expanded: Counter;
+  private readonly resolved: Counter;
+  private readonly delivered: Counter;
+  private readonly sent: Counter;
+  private readonly deferred: Counter;
+  private readonly ndr: Counter;
+  private readonly dsn: Counter;
+  private readonly badmail: Counter;
+
+  constructor(sources: MetricSources) {
+    const r = this.registry;
+    collectDefaultMetrics({ register: r, prefix: 'bridgehead_process_' });
+    const counter = (name: string, help: string, labelNames: string[] = []) =>
+      new Counter({ name: `bridgehead_${name}`, help, labelNames, registers: [r] });
+    this.received = counter('smtp_receive_messages_total', 'Messages received over SMTP', ['virtual_server']);
+    this.receivedBytes = counter('smtp_receive_bytes_total', 'Message bytes received over SMTP');
+    this.submitted = counter('messages_submitted_total', 'Messages submitted to the queuing engine');
+    this.categorized = counter('categorizer_recipients_total', 'Recipients resolved by the categorizer');
+    this.expanded = counter('categorizer_groups_expanded_total', 'Distribution groups expanded');
+    this.resolved = counter('categorizer_address_lookups_total', 'Addresses resolved or redirected', [
+      'kind',
+    ]);
+    this.delivered = counter('store_driver_delivered_total', 'Recipients delivered to local mailboxes');
+    this.sent = counter('smtp_send_recipients_total', 'Recipients delivered to a remote next hop');
+    this.deferred = counter('recipients_deferred_total', 'Recipient deliveries deferred for retry');
+    this.ndr = counter('recipients_ndr_total', "Recipients NDR'd, by enhanced status", ['status']);
+    this.dsn = counter('dsn_generated_total', 'Delivery status notifications generated');
+    this.badmail = counter('badmail_total', 'Messages set aside as badmail');
+    new Gauge({
+      name: 'bridgehead_queue_length',
+      help: 'Messages in each queue',
+      labelNames: ['queue'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const q of sources.queues()) this.set({ queue: q.name }, q.messageCount);
+      },
+    });
+    new Gauge({
+      name: 'bridgehead_smtp_receive_connections',
+      help: 'Open inbound SMTP connections per virtual server',
+      labelNames: ['virtual_server'],
+      registers: [r],
+      collect() {
+        this.reset();
+        for (const c of sources.inboundConnections()) this.set({ virtual_server: c.virtualServer }, c.count);
+      },
+    });
+  }
+
+  observe(e: TrackingEvent): void {
+    const n = e.recipients?.length ?? 0;
+    switch (e.event) {
+      case 'RECEIVE':
+        this.received.inc({ virtual_server: e.connectorId?.split('\\').pop() ?? '' });
+        this.receivedBytes.inc(e.totalBytes ?? 0);
+        break;
+      case 'SUBMIT':
+        this.submitted.inc();
+        this.categorized.inc(n);
+        break;
+      case 'EXPAND':
+        this.expanded.inc();
+        break;
+      case 'RESOLVE':
+      case 'REDIRECT':
+        this.resolved.inc({ kind: e.event.toLowerCase() });
+        break;
+      case 'DELIVER':
+        this.delivered.inc(n);
+        break;
+      case 'SEND':
+        this.sent.inc(n);
+        break;
+      case 'DEFER':
+        this.deferred.inc(n);
+        break;
+      case 'FAIL':
+        (e.recipientStatus ?? []).forEach((status) => this.ndr.inc({ status }));
+        break;
+      case 'DSN':
+        this.dsn.inc();
+        break;
+      case 'BADMAIL':
+        this.badmail.inc();
+        break;
+      default:
+        break;
+    }
+  }
+}

@@ -1,0 +1,436 @@
+// Operator commands over the admin API: queue viewer, messages, tracking, logging levels.
+// Each prints a readable table by default and the API's JSON with --json.
+import type { Command } from 'commander';
+import { allServers, loadConfigFile } from '../config/load.js';
+
+export class CliError extends Error {}
+
+interface ApiOptions {
+  api?: string;
+  token?: string;
+  config?: string;
+  server?: string;
+  json?: boolean;
+}
+
+interface Endpoint {
+  name: string;
+  url: string;
+}
+
+/** Which admin APIs to talk to: --api, else the config's server(s), else the default. */
+function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
+  if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, '') }];
+  if (process.env.BRIDGEHEAD_API && !o.config) return [{ name: 'api', url: process.env.BRIDGEHEAD_API }];
+  if (o.config) {
+    const servers = allServers(loadConfigFile(o.config).org).map((s) => s.server);
+    const chosen = o.server
+      ? servers.filter((s) => s.name.toLowerCase() === o.server!.toLowerCase())
+      : allOfOrg
+        ? servers
+        : servers.slice(0, 1);
+    if (!chosen.length) throw new CliError(`no server "${o.server}" in ${o.config}`);
+    return chosen.map((s) => {
+      const host = s.adminApi.host === '0.0.0.0' ? s.address : s.adminApi.host;
+      return { name: s.name, url: `http://${host.includes(':') ? `[${host}]` : host}:${s.adminApi.port}` };
+    });
+  }
+  return [{ name: 'local', url: 'http://127.0.0.1:8025' }];
+}
+
+async function call(
+  ep: Endpoint,
+  o: ApiOptions,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; json?: unknown; bytes?: Buffer }> {
+  const token = o.token ?? process.env.BRIDGEHEAD_TOKEN;
+  let res: Response;
+  try {
+    res = await fetch(`${ep.url}${path}`, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      body: body !== undefined ? JSON.stringify(body) : undefined,
+    });
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    throw new CliError(
+      `cannot reach the admin API of ${ep.name} at ${ep.url} (${cause}); is the server running?`,
+    );
+  }
+  const type = res.headers.get('content-type') ?? '';
+  if (type.includes('application/json')) {
+    const json = (await res.json()) as { error?: string };
+    if (res.status >= 400)
+      throw new CliError(`${ep.name}: ${json.error ?? res.statusText} (HTTP ${res.status})`);
+    return { status: res.status, json };
+  }
+  const bytes = Buffer.from(await res.arrayBuffer());
+  if (res.status >= 400) throw new CliError(`${ep.name}: HTTP ${res.status} ${bytes.toString()}`);
+  return { status: res.status, bytes };
+}
+
+function table(rows: Record<string, unknown>[], columns: string[]): string {
+  const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) =>
+    vals
+      .map((v, i) => v.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
+  return [
+    line(columns),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...rows.map((r) => line(columns.map((c) => cell(r[c])))),
+  ].join('\n');
+}
+
+function print(o: ApiOptions, json: unknown, render: () => string): void {
+  process.stdout.write(o.json ? `${JSON.stringify(json, null, 2)}\n` : `${render()}\n`);
+}
+
+function qs(params: Record<string, string | undefined>): string {
+  const entries = Object.entries(params).filter(([, v]) => v !== undefined && v !== '') as [string, string][];
+  return entries.length ? `?${new URLSearchParams(entries).toString()}` : '';
+}
+
+function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r${text}`);
+}
+
+function withApi(cmd: Command): Command {
+  return cmd
+    .option(
+      '--api <url>',
+      'admin API URL (default: from --config, $BRIDGEHEAD_API, or http://127.0.0.1:8025)',
+    )
+    .option('--token <token>', 'bearer token (default $BRIDGEHEAD_TOKEN)')
+    .option('-c, --config <file>', 'organisation file: talk to its server(s)')
+    .option('-s, --server <name>', 'the server of the organisation to talk to')
+    .option('--json', 'print JSON');
+}
+
+type MessageRow = {
+  id: string;
+  sender: string;
+  size: number;
+  receivedAt: string;
+  state: string;
+  queues: string[];
+  subject?: string;
+  recipients: { address: string; queue: string; state: string; status?: string; lastError?: string }[];
+};
+
+const messageRows = (list: MessageRow[]) =>
+  list.map((m) => ({
+    id: m.id,
+    state: m.state,
+    sender: m.sender || '<>',
+    recipients: m.recipients.length,
+    size: m.size,
+    received: m.receivedAt,
+    queues: m.queues.join('; '),
+  }));
+
+export function addAdminCommands(program: Command): void {
+  // ---------------------------------------------------------------- queue
+  const queue = program.command('queue').description('the queue viewer');
+  withApi(
+    queue
+      .command('list')
+      .description('every queue with state, messages, size, oldest, next retry, last error'),
+  ).action(async (o: ApiOptions) => {
+    const ep = endpoints(o)[0]!;
+    const { json } = await call(ep, o, 'GET', '/api/v1/queues');
+    const rows = json as Record<string, unknown>[];
+    print(o, json, () =>
+      table(
+        rows.map((r) => ({ ...r, messages: r.messageCount, size: r.totalSize })),
+        ['name', 'state', 'messages', 'size', 'oldest', 'nextRetry', 'lastError'],
+      ),
+    );
+  });
+  withApi(
+    queue.command('show').argument('<name>', 'queue name').description('one queue and its messages'),
+  ).action(async (name: string, o: ApiOptions) => {
+    const { json } = await call(endpoints(o)[0]!, o, 'GET', `/api/v1/queues/${encodeURIComponent(name)}`);
+    const q = json as Record<string, unknown> & { messages: MessageRow[] };
+    print(o, json, () => {
+      const head =
+        `${q.name}: ${q.state}, ${q.messageCount} message(s), ${q.totalSize} bytes` +
+        (q.nextRetry ? `, next retry ${q.nextRetry}` : '') +
+        (q.lastError ? `\nlast error: ${q.lastError}` : '');
+      return `${head}\n\n${table(messageRows(q.messages), ['id', 'state', 'sender', 'recipients', 'size', 'received'])}`;
+    });
+  });
+  withApi(
+    queue
+      .command('find')
+      .description('find messages (default 100)')
+      .option('--sender <address>')
+      .option('--recipient <address>')
+      .option('--state <state>', 'Ready | Active | Retry | Scheduled | Remote | Frozen')
+      .option('--queue <name>')
+      .option('--limit <n>', 'default 100'),
+  ).action(async (o: ApiOptions & Record<string, string>) => {
+    const { json } = await call(
+      endpoints(o)[0]!,
+      o,
+      'GET',
+      `/api/v1/messages${qs({ sender: o.sender, recipient: o.recipient, state: o.state, queue: o.queue, limit: o.limit })}`,
+    );
+    print(o, json, () =>
+      table(messageRows(json as MessageRow[]), [
+        'id',
+        'state',
+        'sender',
+        'recipients',
+        'size',
+        'received',
+        'queues',
+      ]),
+    );
+  });
+  for (const action of ['freeze', 'unfreeze', 'retry'] as const) {
+    withApi(
+      queue
+        .command(action)
+        .argument('<name>', 'queue name')
+        .description(action === 'retry' ? 'force connection: retry the queue now' : `${action} a queue`),
+    ).action(async (name: string, o: ApiOptions) => {
+      const { json } = await call(
+        endpoints(o)[0]!,
+        o,
+        'POST',
+        `/api/v1/queues/${encodeURIComponent(name)}/${action}`,
+      );
+      print(o, json, () =>
+        action === 'retry'
+          ? `${name}: ${(json as { recipients: number }).recipients} recipient(s) retried now`
+          : `${name}: ${action === 'freeze' ? 'frozen' : 'unfrozen'}`,
+      );
+    });
+  }
+  withApi(
+    queue
+      .command('delete')
+      .description('delete messages by queue or filter, with or without NDR')
+      .option('--queue <name>')
+      .option('--sender <address>')
+      .option('--recipient <address>')
+      .option('--state <state>')
+      .option('--all', 'every message in every queue')
+      .option('--ndr', 'send an NDR to each sender')
+      .option('--no-ndr', 'delete silently'),
+  ).action(
+    async (
+      o: ApiOptions & {
+        queue?: string;
+        sender?: string;
+        recipient?: string;
+        state?: string;
+        all?: boolean;
+        ndr?: boolean;
+      },
+    ) => {
+      if (o.ndr === undefined) throw new CliError('say --ndr or --no-ndr');
+      if (!o.queue && !o.sender && !o.recipient && !o.state && !o.all) {
+        throw new CliError('give --queue, --sender, --recipient, --state or --all');
+      }
+      const ep = endpoints(o)[0]!;
+      const { json } = await call(
+        ep,
+        o,
+        'GET',
+        `/api/v1/messages${qs({ sender: o.sender, recipient: o.recipient, state: o.state, queue: o.queue, limit: '100000' })}`,
+      );
+      const found = json as MessageRow[];
+      let deleted = 0;
+      const refused: { id: string; error: string }[] = [];
+      for (const [i, m] of found.entries()) {
+        try {
+          await call(ep, o, 'DELETE', `/api/v1/messages/${m.id}?ndr=${o.ndr}`);
+          deleted++;
+        } catch (err) {
+          refused.push({ id: m.id, error: (err as Error).message });
+        }
+        progress(`deleting: ${i + 1}/${found.length}`);
+      }
+      progress('\n');
+      const result = { matched: found.length, deleted, refused, ndr: o.ndr };
+      print(o, result, () =>
+        [
+          `deleted ${deleted} of ${found.length} message(s) ${o.ndr ? 'with' : 'without'} NDR`,
+          ...refused.map((r) => `  not deleted ${r.id}: ${r.error}`),
+        ].join('\n'),
+      );
+      if (refused.length) process.exitCode = 1;
+    },
+  );
+
+  // ---------------------------------------------------------------- message
+  const message = program.command('message').description('one message in the queues');
+  withApi(message.command('show').argument('<id>', 'queue id')).action(async (id: string, o: ApiOptions) => {
+    const { json } = await call(endpoints(o)[0]!, o, 'GET', `/api/v1/messages/${encodeURIComponent(id)}`);
+    const m = json as MessageRow & { messageId?: string };
+    print(o, json, () =>
+      [
+        `id:        ${m.id}`,
+        `state:     ${m.state}`,
+        `sender:    ${m.sender || '<>'}`,
+        `subject:   ${m.subject ?? ''}`,
+        `messageId: ${m.messageId ?? ''}`,
+        `size:      ${m.size}`,
+        `received:  ${m.receivedAt}`,
+        '',
+        table(m.recipients, ['address', 'queue', 'state', 'status', 'lastError']),
+      ].join('\n'),
+    );
+  });
+  for (const action of ['freeze', 'unfreeze'] as const) {
+    withApi(message.command(action).argument('<id>', 'queue id')).action(
+      async (id: string, o: ApiOptions) => {
+        const { json } = await call(
+          endpoints(o)[0]!,
+          o,
+          'POST',
+          `/api/v1/messages/${encodeURIComponent(id)}/${action}`,
+        );
+        print(o, json, () => `${id}: ${action === 'freeze' ? 'frozen' : 'unfrozen'}`);
+      },
+    );
+  }
+  withApi(
+    message
+      .command('delete')
+      .argument('<id>', 'queue id')
+      .option('--ndr', 'send an NDR')
+      .option('--no-ndr', 'no NDR'),
+  ).action(async (id: string, o: ApiOptions & { ndr?: boolean }) => {
+    if (o.ndr === undefined) throw new CliError('say --ndr or --no-ndr');
+    const { json } = await call(
+      endpoints(o)[0]!,
+      o,
+      'DELETE',
+      `/api/v1/messages/${encodeURIComponent(id)}?ndr=${o.ndr}`,
+    );
+    print(o, json, () => `${id}: deleted ${o.ndr ? 'with' : 'without'} NDR`);
+  });
+  withApi(
+    message.command('export').argument('<id>', 'queue id').description('write the message (.eml) to stdout'),
+  ).action(async (id: string, o: ApiOptions) => {
+    const { bytes } = await call(
+      endpoints(o)[0]!,
+      o,
+      'GET',
+      `/api/v1/messages/${encodeURIComponent(id)}/export`,
+    );
+    process.stdout.write(bytes ?? Buffer.alloc(0));
+  });
+
+  // ---------------------------------------------------------------- track
+  withApi(
+    program
+      .command('track')
+      .description('search message tracking; with --config, across every server of the organisation')
+      .option('--sender <address>')
+      .option('--recipient <address>')
+      .option('--message-id <id>', 'Message-ID header')
+      .option('--id <queueid>', 'internal message id')
+      .option('--event <event>', 'RECEIVE, SUBMIT, EXPAND, DELIVER, SEND, FAIL, DSN, ...')
+      .option('--start <date>')
+      .option('--end <date>')
+      .option('--limit <n>')
+      .option('--csv', 'CSV output'),
+  ).action(async (o: ApiOptions & Record<string, string | boolean>) => {
+    const eps = endpoints(o, true);
+    const query = qs({
+      sender: o.sender as string,
+      recipient: o.recipient as string,
+      messageId: o.messageId as string,
+      internalMessageId: o.id as string,
+      event: o.event as string,
+      start: o.start as string,
+      end: o.end as string,
+      limit: o.limit as string,
+    });
+    const all: Record<string, unknown>[] = [];
+    const unreachable: string[] = [];
+    for (const [i, ep] of eps.entries()) {
+      if (eps.length > 1) progress(`searching ${ep.name} (${i + 1}/${eps.length})   `);
+      try {
+        const { json } = await call(ep, o, 'GET', `/api/v1/tracking${query}`);
+        all.push(...(json as Record<string, unknown>[]));
+      } catch (err) {
+        if (eps.length === 1) throw err;
+        unreachable.push(`${ep.name}: ${(err as Error).message}`);
+      }
+    }
+    if (eps.length > 1) progress('\n');
+    all.sort((a, b) => String(a.dateTime).localeCompare(String(b.dateTime)));
+    const rows = all.map((e) => ({
+      ...e,
+      recipients: ((e.recipients as string[]) ?? []).join(';'),
+      recipientStatus: ((e.recipientStatus as string[]) ?? []).join(';'),
+    }));
+    const cols = [
+      'dateTime',
+      'serverHostname',
+      'event',
+      'source',
+      'internalMessageId',
+      'sender',
+      'recipients',
+      'recipientStatus',
+      'messageId',
+      'messageInfo',
+    ];
+    if (o.csv) {
+      const esc = (v: unknown) => {
+        const s = v === undefined || v === null ? '' : String(v);
+        return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+      };
+      process.stdout.write(
+        [
+          cols.join(','),
+          ...rows.map((r) => cols.map((c) => esc((r as Record<string, unknown>)[c])).join(',')),
+        ].join('\n') + '\n',
+      );
+    } else {
+      print(o, all, () => table(rows, cols.slice(0, 8)));
+    }
+    for (const u of unreachable) process.stderr.write(`warning: ${u}\n`);
+  });
+
+  // ---------------------------------------------------------------- log
+  const log = program.command('log').description('diagnostic logging');
+  withApi(log.command('show').description('level of every category')).action(async (o: ApiOptions) => {
+    const { json } = await call(endpoints(o)[0]!, o, 'GET', '/api/v1/logging');
+    print(o, json, () =>
+      table(
+        Object.entries(json as Record<string, string>).map(([category, level]) => ({ category, level })),
+        ['category', 'level'],
+      ),
+    );
+  });
+  withApi(
+    log
+      .command('level')
+      .argument('<category>', 'e.g. "Categorizer", "SMTP Protocol"')
+      .argument('<level>', 'none | minimum | medium | maximum')
+      .description("change a category's level while the server runs"),
+  ).action(async (category: string, level: string, o: ApiOptions) => {
+    const { json } = await call(
+      endpoints(o)[0]!,
+      o,
+      'PUT',
+      `/api/v1/logging/${encodeURIComponent(category)}`,
+      { level },
+    );
+    print(o, json, () => `${(json as { category: string }).category}: ${level}`);
+  });
+}
