@@ -29,4 +29,4 @@ directory:
   users:
     - { name: Sender, addresses: [sender@bench.test], mailbox: { server: BENCH } }
 YAML
-exec node "$here/dist/src/cli/main.js" serve --config "$state/org.yaml" ${BRIDGEHEAD_ARGS:-}
+exec node ${BENCH_NODE_FLAGS:-} "$here/dist/src/cli/main.js" serve --config "$state/org.yaml" ${BRIDGEHEAD_ARGS:-}

@@ -226,6 +226,10 @@ export class QueuingEngine {
   private submitScheduled = false;
   private readonly activeMessages = new Set<string>();
   private started = false;
+  private readonly statements = new Map<string, Database.Statement>();
+  /** Bodies of recently accepted small messages, so a fast relay does not read them back. */
+  private readonly bodies = new Map<string, Buffer>();
+  private bodyBytes = 0;
 
   constructor(options: EngineOptions) {
     this.o = options;
@@ -292,10 +296,52 @@ export class QueuingEngine {
     );
   }
 
+  /** Prepared statements are cached: preparing is a large share of the cost per message. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (!st) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
+  }
+
+  private static readonly BODY_CACHE_BYTES = 64 * 1024 * 1024;
+
+  private rememberBody(id: string, body: Buffer): void {
+    if (body.length > 256 * 1024) return;
+    this.bodies.set(id, body);
+    this.bodyBytes += body.length;
+    // Oldest first: a body that waits long (retry) is read from the spool again.
+    for (const [key, b] of this.bodies) {
+      if (this.bodyBytes <= QueuingEngine.BODY_CACHE_BYTES) break;
+      this.bodies.delete(key);
+      this.bodyBytes -= b.length;
+    }
+  }
+
+  private forgetBody(id: string): void {
+    const b = this.bodies.get(id);
+    if (b) {
+      this.bodies.delete(id);
+      this.bodyBytes -= b.length;
+    }
+  }
+
+  /** The message bytes as spooled (Received header included). */
+  private async body(m: MessageRow): Promise<Buffer> {
+    const cached = this.bodies.get(m.id);
+    if (cached) return cached;
+    const read = await Spool.readFile(m.file);
+    if (!read) throw new TransportError(451, '4.3.0', `spool file of ${m.id} is incomplete`);
+    return read.message;
+  }
+
   // ------------------------------------------------------------------ submission
 
   /** Called once a message is acknowledged; rows are inserted in batches. */
-  submit(message: SpooledMessage): void {
+  submit(message: SpooledMessage, body?: Buffer): void {
+    if (body) this.rememberBody(message.envelope.id, body);
     this.pendingSubmissions.push(message);
     if (!this.submitScheduled) {
       this.submitScheduled = true;
@@ -330,14 +376,12 @@ export class QueuingEngine {
 
   private insertMessage(m: SpooledMessage, queue: string, isDsn: boolean): void {
     const e = m.envelope;
-    const info = this.db
-      .prepare(
-        `INSERT OR IGNORE INTO messages (id, file, sender, size, received_at, envelope, is_dsn)
+    const info = this.sql(
+      `INSERT OR IGNORE INTO messages (id, file, sender, size, received_at, envelope, is_dsn)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(e.id, m.file, e.sender, m.size, Date.parse(e.receivedAt), JSON.stringify(e), isDsn ? 1 : 0);
+    ).run(e.id, m.file, e.sender, m.size, Date.parse(e.receivedAt), JSON.stringify(e), isDsn ? 1 : 0);
     if (info.changes === 0) return;
-    const ins = this.db.prepare(
+    const ins = this.sql(
       `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, state)
        VALUES (?, ?, ?, ?, ?, ?, 'ready')`,
     );
@@ -348,9 +392,7 @@ export class QueuingEngine {
 
   /** Brings the database in line with the spool after a start or a crash. */
   async recover(spooled: SpooledMessage[]): Promise<{ inserted: number; lost: number }> {
-    const known = new Set(
-      (this.db.prepare('SELECT id FROM messages').all() as { id: string }[]).map((r) => r.id),
-    );
+    const known = new Set((this.sql('SELECT id FROM messages').all() as { id: string }[]).map((r) => r.id));
     const onDisk = new Set(spooled.map((s) => s.envelope.id));
     let inserted = 0;
     this.db.transaction(() => {
@@ -363,9 +405,7 @@ export class QueuingEngine {
         }
       }
       // Deliveries in flight at the crash may have completed: check the mailbox first.
-      this.db
-        .prepare(`UPDATE recipients SET recheck = 1 WHERE queue = ? AND state != 'done'`)
-        .run(QUEUE.local);
+      this.sql(`UPDATE recipients SET recheck = 1 WHERE queue = ? AND state != 'done'`).run(QUEUE.local);
     })();
     let lost = 0;
     for (const id of known) {
@@ -373,8 +413,8 @@ export class QueuingEngine {
         // The body is gone (removed by hand or corrupt): nothing can be delivered.
         this.o.log.error({ id }, 'queued message has no spool file; removing it from the queues');
         this.db.transaction(() => {
-          this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(id);
-          this.db.prepare('DELETE FROM messages WHERE id = ?').run(id);
+          this.sql('DELETE FROM recipients WHERE message_id = ?').run(id);
+          this.sql('DELETE FROM messages WHERE id = ?').run(id);
         })();
         lost++;
       }
@@ -399,18 +439,16 @@ export class QueuingEngine {
   // ------------------------------------------------------------------ helpers
 
   private queueFrozen(name: string): boolean {
-    const row = this.db.prepare('SELECT frozen FROM queue_flags WHERE name = ?').get(name) as
+    const row = this.sql('SELECT frozen FROM queue_flags WHERE name = ?').get(name) as
       { frozen: number } | undefined;
     return row?.frozen === 1;
   }
 
   private nextDue(queue: string): number | undefined {
-    const row = this.db
-      .prepare(
-        `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+    const row = this.sql(
+      `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.queue = ? AND r.state = 'retry' AND m.frozen = 0`,
-      )
-      .get(queue) as { due: number | null };
+    ).get(queue) as { due: number | null };
     return row.due ?? undefined;
   }
 
@@ -418,25 +456,21 @@ export class QueuingEngine {
     const live = queues.filter((q) => !this.queueFrozen(q));
     if (!live.length) return [];
     const marks = live.map(() => '?').join(',');
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM messages WHERE frozen = 0 AND id IN (
+    const rows = this.sql(
+      `SELECT * FROM messages WHERE frozen = 0 AND id IN (
            SELECT DISTINCT message_id FROM recipients
            WHERE queue IN (${marks}) AND state != 'done' AND next_attempt <= ?
          ) ORDER BY received_at LIMIT ?`,
-      )
-      .all(...live, Date.now(), limit + this.activeMessages.size) as MessageRow[];
+    ).all(...live, Date.now(), limit + this.activeMessages.size) as MessageRow[];
     return rows.filter((r) => !this.activeMessages.has(r.id)).slice(0, limit);
   }
 
   private rowsOf(messageId: string, queues: string[]): RecipientRow[] {
     const marks = queues.map(() => '?').join(',');
-    return this.db
-      .prepare(
-        `SELECT * FROM recipients WHERE message_id = ? AND queue IN (${marks}) AND state != 'done'
+    return this.sql(
+      `SELECT * FROM recipients WHERE message_id = ? AND queue IN (${marks}) AND state != 'done'
          AND next_attempt <= ?`,
-      )
-      .all(messageId, ...queues, Date.now()) as RecipientRow[];
+    ).all(messageId, ...queues, Date.now()) as RecipientRow[];
   }
 
   private envelopeOf(m: MessageRow): Envelope {
@@ -445,28 +479,41 @@ export class QueuingEngine {
 
   /** Removes a message whose every recipient is final and reported. */
   private completeIfDone(messageIds: Iterable<string>): void {
-    const open = this.db.prepare(
+    const open = this.sql(
       `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND (state != 'done' OR dsn_pending IS NOT NULL)`,
     );
     const done: MessageRow[] = [];
     for (const id of new Set(messageIds)) {
       if ((open.get(id) as { n: number }).n > 0) continue;
-      const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+      const m = this.sql('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
       if (m) done.push(m);
     }
     if (!done.length) return;
     this.db.transaction(() => {
       for (const m of done) {
-        this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(m.id);
-        this.db.prepare('DELETE FROM messages WHERE id = ?').run(m.id);
+        this.sql('DELETE FROM recipients WHERE message_id = ?').run(m.id);
+        this.sql('DELETE FROM messages WHERE id = ?').run(m.id);
       }
     })();
     // The row is gone first: a crash before the unlink leaves a spool file that recovery
     // would resubmit, so unlink right away (a duplicate there is the lesser harm).
-    for (const m of done) void fsp.unlink(m.file).catch(() => undefined);
+    for (const m of done) {
+      this.forgetBody(m.id);
+      void fsp.unlink(m.file).catch(() => undefined);
+    }
   }
 
   // ------------------------------------------------------------------ categorizer
+
+  private async countReceived(m: MessageRow): Promise<number> {
+    const cached = this.bodies.get(m.id);
+    const head = cached
+      ? cached.subarray(0, 64 * 1024).toString('utf8')
+      : await this.readHead(m.file).catch(() => '');
+    const headerEnd = head.search(/\r?\n\r?\n/);
+    const headers = headerEnd === -1 ? head : head.slice(0, headerEnd);
+    return (headers.match(/^Received:/gim) ?? []).length;
+  }
 
   private async readHead(file: string): Promise<string> {
     const fh = await fsp.open(file, 'r');
@@ -487,10 +534,7 @@ export class QueuingEngine {
       const envelope = this.envelopeOf(m);
       const rows = this.rowsOf(m.id, [QUEUE.categorizer, QUEUE.dsn]);
       if (!rows.length) continue;
-      const head = await this.readHead(m.file).catch(() => '');
-      const headerEnd = head.search(/\r?\n\r?\n/);
-      const headers = headerEnd === -1 ? head : head.slice(0, headerEnd);
-      const receivedHeaders = (headers.match(/^Received:/gim) ?? []).length;
+      const receivedHeaders = envelope.receivedHeaders ?? (await this.countReceived(m));
       const result = await this.o.categorizer.categorize(
         rows.map((r) => ({ id: r.id, address: r.address, original: r.original })),
         {
@@ -531,11 +575,11 @@ export class QueuingEngine {
   ): void {
     const bySource = new Map<number, typeof leaves>();
     for (const l of leaves) bySource.set(l.sourceId, [...(bySource.get(l.sourceId) ?? []), l]);
-    const update = this.db.prepare(
+    const update = this.sql(
       `UPDATE recipients SET address = ?, queue = ?, next_hop = ?, state = ?, outcome = ?, status = ?,
        diagnostic = ?, dsn_pending = ?, route = ?, next_attempt = 0 WHERE id = ?`,
     );
-    const insert = this.db.prepare(
+    const insert = this.sql(
       `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, next_hop, state, outcome,
        status, diagnostic, dsn_pending, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
@@ -660,9 +704,7 @@ export class QueuingEngine {
       if (!rows.length) return;
       let body: Buffer;
       try {
-        const read = await Spool.readFile(m.file);
-        if (!read) throw new Error('incomplete spool file');
-        body = read.message;
+        body = await this.body(m);
       } catch (err) {
         this.o.log.error({ err, id: m.id }, 'cannot read spool file for local delivery');
         return;
@@ -715,15 +757,15 @@ export class QueuingEngine {
     source: string,
     remoteMta?: string,
   ): void {
-    const delivered = this.db.prepare(
+    const delivered = this.sql(
       `UPDATE recipients SET state = 'done', outcome = ?, status = '2.0.0', dsn_pending = ?,
        attempts = attempts + 1, last_error = NULL, recheck = 0, remote_mta = ? WHERE id = ?`,
     );
-    const failed = this.db.prepare(
+    const failed = this.sql(
       `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, dsn_pending = ?,
        attempts = attempts + 1, last_error = ?, recheck = 0, remote_mta = ? WHERE id = ?`,
     );
-    const retry = this.db.prepare(
+    const retry = this.sql(
       `UPDATE recipients SET state = 'retry', attempts = attempts + 1, next_attempt = ?, last_error = ?,
        first_failure = COALESCE(first_failure, ?), delay_notified = ?, dsn_pending = COALESCE(?, dsn_pending),
        recheck = 0 WHERE id = ?`,
@@ -808,11 +850,11 @@ export class QueuingEngine {
   /** Moves routed recipients into the remote queue of their next hop. */
   private async routeBatch(): Promise<boolean> {
     if (this.queueFrozen(QUEUE.routing)) return false;
-    const rows = this.db
-      .prepare(`SELECT * FROM recipients WHERE queue = ? AND state != 'done' LIMIT 1000`)
-      .all(QUEUE.routing) as RecipientRow[];
+    const rows = this.sql(`SELECT * FROM recipients WHERE queue = ? AND state != 'done' LIMIT 1000`).all(
+      QUEUE.routing,
+    ) as RecipientRow[];
     if (!rows.length) return false;
-    const update = this.db.prepare(
+    const update = this.sql(
       `UPDATE recipients SET queue = ?, next_hop = ?, remote = ?, state = 'ready', next_attempt = 0 WHERE id = ?`,
     );
     this.db.transaction(() => {
@@ -831,23 +873,19 @@ export class QueuingEngine {
   }
 
   private nextRemoteDue(): number | undefined {
-    const row = this.db
-      .prepare(
-        `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
+    const row = this.sql(
+      `SELECT MIN(r.next_attempt) AS due FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.remote = 1 AND r.state = 'retry' AND m.frozen = 0`,
-      )
-      .get() as { due: number | null };
+    ).get() as { due: number | null };
     return row.due ?? undefined;
   }
 
   /** Starts a delivery for every remote queue with due mail that nobody is serving yet. */
   private async remoteBatch(): Promise<boolean> {
-    const queues = this.db
-      .prepare(
-        `SELECT DISTINCT r.queue AS queue, r.next_hop AS hop FROM recipients r JOIN messages m ON m.id = r.message_id
+    const queues = this.sql(
+      `SELECT DISTINCT r.queue AS queue, r.next_hop AS hop FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.remote = 1 AND r.state != 'done' AND r.next_attempt <= ? AND m.frozen = 0`,
-      )
-      .all(Date.now()) as { queue: string; hop: string }[];
+    ).all(Date.now()) as { queue: string; hop: string }[];
     for (const q of queues) {
       if (this.serving.has(q.queue) || this.queueFrozen(q.queue)) continue;
       if (this.connectionsInUse >= this.o.maxConnections) break;
@@ -863,13 +901,11 @@ export class QueuingEngine {
   private async serveQueue(queue: string, destination: Destination): Promise<void> {
     for (let round = 0; round < 1000 && !this.remoteStage.stopped; round++) {
       if (this.queueFrozen(queue)) return;
-      const messages = this.db
-        .prepare(
-          `SELECT * FROM messages WHERE frozen = 0 AND id IN (
+      const messages = this.sql(
+        `SELECT * FROM messages WHERE frozen = 0 AND id IN (
              SELECT message_id FROM recipients WHERE queue = ? AND remote = 1 AND state != 'done' AND next_attempt <= ?
            ) ORDER BY received_at LIMIT 2000`,
-        )
-        .all(queue, Date.now()) as MessageRow[];
+      ).all(queue, Date.now()) as MessageRow[];
       if (!messages.length) return;
       const touched: string[] = [];
       const jobs: DeliveryJob[] = [];
@@ -884,11 +920,7 @@ export class QueuingEngine {
             ...(notifyList(r) ? { notify: notifyList(r) } : {}),
             ...(r.orcpt ? { orcpt: r.orcpt } : {}),
           })),
-          load: async () => {
-            const read = await Spool.readFile(m.file);
-            if (!read) throw new TransportError(451, '4.3.0', `spool file of ${m.id} is incomplete`);
-            return read.message;
-          },
+          load: () => this.body(m),
           done: (outcome) => {
             const now = Date.now();
             if ('error' in outcome) {
@@ -953,13 +985,12 @@ export class QueuingEngine {
   // ------------------------------------------------------------------ DSNs
 
   private async dsnBatch(): Promise<boolean> {
-    const ids = this.db
-      .prepare(`SELECT DISTINCT message_id FROM recipients WHERE dsn_pending IS NOT NULL LIMIT 50`)
-      .all() as { message_id: string }[];
+    const ids = this.sql(
+      `SELECT DISTINCT message_id FROM recipients WHERE dsn_pending IS NOT NULL LIMIT 50`,
+    ).all() as { message_id: string }[];
     if (!ids.length) return false;
     for (const { message_id } of ids) {
-      const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(message_id) as
-        MessageRow | undefined;
+      const m = this.sql('SELECT * FROM messages WHERE id = ?').get(message_id) as MessageRow | undefined;
       if (m) await this.generateDsn(m);
     }
     this.completeIfDone(ids.map((i) => i.message_id));
@@ -969,14 +1000,13 @@ export class QueuingEngine {
 
   private async generateDsn(m: MessageRow): Promise<void> {
     const envelope = this.envelopeOf(m);
-    const rows = this.db
-      .prepare('SELECT * FROM recipients WHERE message_id = ? AND dsn_pending IS NOT NULL')
-      .all(m.id) as RecipientRow[];
+    const rows = this.sql('SELECT * FROM recipients WHERE message_id = ? AND dsn_pending IS NOT NULL').all(
+      m.id,
+    ) as RecipientRow[];
     if (!rows.length) return;
     const clear = () =>
       this.db.transaction(() => {
-        for (const r of rows)
-          this.db.prepare('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
+        for (const r of rows) this.sql('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
       })();
     if (!m.sender) {
       // Nothing can be returned to the null sender: set it aside as badmail [003:5049].
@@ -1070,9 +1100,8 @@ export class QueuingEngine {
     }
     this.db.transaction(() => {
       this.insertMessage(spooled, QUEUE.dsn, true);
-      this.db.prepare('UPDATE messages SET dsn_count = dsn_count + 1 WHERE id = ?').run(m.id);
-      for (const r of rows)
-        this.db.prepare('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
+      this.sql('UPDATE messages SET dsn_count = dsn_count + 1 WHERE id = ?').run(m.id);
+      for (const r of rows) this.sql('UPDATE recipients SET dsn_pending = NULL WHERE id = ?').run(r.id);
     })();
     this.o.tracking.write({
       event: 'DSN',
@@ -1111,17 +1140,15 @@ export class QueuingEngine {
   // ------------------------------------------------------------------ queue viewer operations
 
   listQueues(): QueueSummary[] {
-    const rows = this.db
-      .prepare(
-        `SELECT r.queue AS queue, r.next_hop AS hop, r.message_id AS mid, MIN(m.size) AS size,
+    const rows = this.sql(
+      `SELECT r.queue AS queue, r.next_hop AS hop, r.message_id AS mid, MIN(m.size) AS size,
                 MIN(m.received_at) AS received, MAX(m.frozen) AS frozen,
                 SUM(r.state = 'retry') AS retrying, COUNT(*) AS n,
                 MIN(CASE WHEN r.state = 'retry' THEN r.next_attempt END) AS next_retry,
                 MAX(r.last_error) AS last_error
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.state != 'done' GROUP BY r.queue, r.message_id`,
-      )
-      .all() as {
+    ).all() as {
       queue: string;
       mid: string;
       size: number;
@@ -1133,9 +1160,9 @@ export class QueuingEngine {
       last_error: string | null;
     }[];
     const flags = new Map(
-      (
-        this.db.prepare('SELECT name, frozen FROM queue_flags').all() as { name: string; frozen: number }[]
-      ).map((f) => [f.name, f.frozen === 1]),
+      (this.sql('SELECT name, frozen FROM queue_flags').all() as { name: string; frozen: number }[]).map(
+        (f) => [f.name, f.frozen === 1],
+      ),
     );
     const out = new Map<string, QueueSummary & { allRetry: boolean }>();
     for (const q of Object.values(QUEUE)) {
@@ -1208,11 +1235,9 @@ export class QueuingEngine {
       where.push(`m.id IN (SELECT message_id FROM recipients WHERE queue = ? AND state != 'done')`);
       args.push(q.queue);
     }
-    const rows = this.db
-      .prepare(
-        `SELECT * FROM messages m ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at`,
-      )
-      .all(...args) as MessageRow[];
+    const rows = this.sql(
+      `SELECT * FROM messages m ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY received_at`,
+    ).all(...args) as MessageRow[];
     const out: MessageSummary[] = [];
     for (const m of rows) {
       const s = this.summary(m);
@@ -1225,9 +1250,9 @@ export class QueuingEngine {
 
   private summary(m: MessageRow): MessageSummary {
     const envelope = this.envelopeOf(m);
-    const rcpts = this.db
-      .prepare('SELECT * FROM recipients WHERE message_id = ? ORDER BY id')
-      .all(m.id) as RecipientRow[];
+    const rcpts = this.sql('SELECT * FROM recipients WHERE message_id = ? ORDER BY id').all(
+      m.id,
+    ) as RecipientRow[];
     const open = rcpts.filter((r) => r.state !== 'done');
     const queues = [...new Set(open.map((r) => r.queue))];
     const state: QueueState =
@@ -1259,29 +1284,27 @@ export class QueuingEngine {
   }
 
   getMessage(id: string): MessageSummary | undefined {
-    const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+    const m = this.sql('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
     return m ? this.summary(m) : undefined;
   }
 
   private requireMessage(id: string): MessageRow {
-    const m = this.db.prepare('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
+    const m = this.sql('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
     if (!m) throw new TransportError(550, '5.1.0', `no message ${id} in the queues`);
     return m;
   }
 
   freezeQueue(name: string, frozen: boolean): void {
-    this.db
-      .prepare(
-        'INSERT INTO queue_flags (name, frozen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET frozen = ?',
-      )
-      .run(name, frozen ? 1 : 0, frozen ? 1 : 0);
+    this.sql(
+      'INSERT INTO queue_flags (name, frozen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET frozen = ?',
+    ).run(name, frozen ? 1 : 0, frozen ? 1 : 0);
     if (!frozen) this.kickAll();
   }
 
   /** Message freeze is independent of queue freeze [SPEC §6]. */
   freezeMessage(id: string, frozen: boolean): void {
     this.requireMessage(id);
-    this.db.prepare('UPDATE messages SET frozen = ? WHERE id = ?').run(frozen ? 1 : 0, id);
+    this.sql('UPDATE messages SET frozen = ? WHERE id = ?').run(frozen ? 1 : 0, id);
     if (!frozen) this.kickAll();
   }
 
@@ -1292,26 +1315,24 @@ export class QueuingEngine {
       throw new TransportError(550, '5.7.1', 'a delivery status notification cannot be deleted with an NDR');
     }
     const envelope = this.envelopeOf(m);
-    const open = this.db
-      .prepare(`SELECT * FROM recipients WHERE message_id = ? AND state != 'done'`)
-      .all(id) as RecipientRow[];
+    const open = this.sql(`SELECT * FROM recipients WHERE message_id = ? AND state != 'done'`).all(
+      id,
+    ) as RecipientRow[];
     if (ndr) {
       this.db.transaction(() => {
         for (const r of open) {
-          this.db
-            .prepare(
-              `UPDATE recipients SET state = 'done', outcome = 'failed', status = '5.0.0',
+          this.sql(
+            `UPDATE recipients SET state = 'done', outcome = 'failed', status = '5.0.0',
                diagnostic = 'smtp; 550 5.0.0 The message was deleted by an administrator.',
                last_error = 'The message was deleted by an administrator.', dsn_pending = ? WHERE id = ?`,
-            )
-            .run(dsnFor('failure', notifyList(r), m.sender), r.id);
+          ).run(dsnFor('failure', notifyList(r), m.sender), r.id);
         }
       })();
       this.dsnStage.kick();
     } else {
       this.db.transaction(() => {
-        this.db.prepare('DELETE FROM recipients WHERE message_id = ?').run(id);
-        this.db.prepare('DELETE FROM messages WHERE id = ?').run(id);
+        this.sql('DELETE FROM recipients WHERE message_id = ?').run(id);
+        this.sql('DELETE FROM messages WHERE id = ?').run(id);
       })();
       void fsp.unlink(m.file).catch(() => undefined);
     }
@@ -1337,10 +1358,8 @@ export class QueuingEngine {
   /** Force connection: every recipient waiting for a retry in `queue` (or all) is due now. */
   retryNow(queue?: string): number {
     const info = queue
-      ? this.db
-          .prepare(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry' AND queue = ?`)
-          .run(queue)
-      : this.db.prepare(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry'`).run();
+      ? this.sql(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry' AND queue = ?`).run(queue)
+      : this.sql(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry'`).run();
     this.kickAll();
     return info.changes;
   }

@@ -305,7 +305,7 @@ export class TransportServer {
       returnPath: e.sender,
       directionality: e.client.authenticatedAs ? 'Originating' : 'Incoming',
     });
-    this.engine.submit(m);
+    this.engine.submit(m, m.body);
   }
 
   async stop(): Promise<void> {

@@ -88,6 +88,8 @@ export class SmtpSession {
   private buffer: Buffer = EMPTY;
   private mode: Mode = 'command';
   private pumping = false;
+  /** Set when input arrives; a step that awaited the disk may have missed it. */
+  private arrived = false;
   private discardingLine = false;
   private seq = 0;
 
@@ -196,6 +198,7 @@ export class SmtpSession {
     }
     this.buffer = this.buffer.length ? Buffer.concat([this.buffer, chunk]) : chunk;
     if (this.buffer.length > 4 * 1024 * 1024) this.socket.pause();
+    this.arrived = true;
     if (!this.pumping) void this.pump();
   }
 
@@ -204,8 +207,11 @@ export class SmtpSession {
     this.socket.cork();
     try {
       while (this.mode !== 'closed') {
+        this.arrived = false;
         const progressed = await this.step();
-        if (!progressed) break;
+        // Input that came while the step awaited (a spill to disk) is in the buffer with
+        // no 'data' event left to announce it: look again before stopping.
+        if (!progressed && !this.arrived) break;
       }
     } catch (err) {
       // A bug here must not take the process down; the client gets a transient error.
