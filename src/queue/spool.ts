@@ -37,6 +37,8 @@ export interface Envelope {
   messageId?: string;
   subject?: string;
   headerFrom?: string;
+  /** Received header fields in the message, ours included (hop count). */
+  receivedHeaders?: number;
 }
 
 export interface SpooledMessage {
@@ -44,6 +46,8 @@ export interface SpooledMessage {
   /** Bytes of the message as stored (Received header included). */
   size: number;
   file: string;
+  /** The message bytes, when the writer still held them in memory (not spilled). */
+  body?: Buffer;
 }
 
 const MAGIC = 'BHQ1 ';
@@ -147,10 +151,12 @@ export class SpoolWriter {
     // The envelope may have learnt header facts (Message-ID, subject) since the header
     // was written; only an unspilled message can still carry them.
     const trailer = Buffer.from(`${TRAILER_PREFIX}${String(this.size).padStart(12, '0')}\n`);
+    let body: Buffer | undefined;
     try {
       if (!this.fh) {
+        body = Buffer.concat(this.chunks);
         this.fh = await fsp.open(this.file, 'wx', 0o600);
-        await this.fh.writev([this.headerBuffer(), ...this.chunks, trailer]);
+        await this.fh.writev([this.headerBuffer(), body, trailer]);
       } else {
         await this.fh.writev([...this.chunks, trailer]);
       }
@@ -164,7 +170,7 @@ export class SpoolWriter {
       await this.removeFile();
       throw err;
     }
-    return { envelope: this.envelope, size: this.size, file: this.file };
+    return { envelope: this.envelope, size: this.size, file: this.file, ...(body ? { body } : {}) };
   }
 
   /** Drops a message that was not accepted (client vanished, size exceeded, ...). */
