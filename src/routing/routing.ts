@@ -1,0 +1,375 @@
+// Routing decisions [003:30-180, 430-590, 1345-1862], pure functions of the topology and
+// its link state: which connector a recipient's domain takes, which routing group path
+// internal mail follows, and which server is the next hop. No I/O here.
+//
+// RULES
+//   - The most specific address space wins: exact domain over "*.sub.example.com" over
+//     "*.com" over "*"; cost decides only between equally specific spaces.
+//   - Never fall back from a specific address space to a less specific one: when every
+//     connector for the best match is down, or excludes this sender, the mail waits.
+//   - Internal paths: least total cost over routing group connectors (Dijkstra); the next
+//     hop is a bridgehead of the first connector on the path.
+//   - Equal-cost connectors: a stable choice per server; several bridgeheads of one
+//     connector: a random one that is up.
+import { createHash } from 'node:crypto';
+
+export interface AddressSpace {
+  type: string;
+  pattern: string;
+  cost: number;
+}
+
+export interface ConnectorView {
+  name: string;
+  type: 'routingGroup' | 'smtp';
+  /** Routing group the connector belongs to (its source). */
+  group: string;
+  cost: number;
+  /** Routing group connector: the group it leads to. */
+  to?: string;
+  addressSpaces: AddressSpace[];
+  /** SMTP connector: routing groups it connects (treated like a routing group connector). */
+  connectedRoutingGroups: string[];
+  scope: 'organisation' | 'routingGroup';
+  /** Empty: any server of the group may send over it. */
+  localBridgeheads: string[];
+  remoteBridgeheads: string[];
+  smartHosts: string[];
+  restrictions: { enabled: boolean; acceptFrom: string[]; rejectFrom: string[] };
+  state: 'up' | 'down';
+}
+
+export interface ServerView {
+  name: string;
+  group: string;
+  up: boolean;
+}
+
+export interface Topology {
+  groups: string[];
+  servers: ServerView[];
+  connectors: ConnectorView[];
+}
+
+export type RouteDecision =
+  | {
+      kind: 'connector';
+      connector: ConnectorView;
+      /** Address-space cost plus the path cost to reach the connector's group. */
+      totalCost: number;
+      /** The server to hand the message to; this server itself when it sends over the connector. */
+      nextHop: string;
+      path: string[];
+      why: string[];
+    }
+  | { kind: 'none'; why: string[] }
+  | { kind: 'unreachable'; why: string[] }
+  | { kind: 'restricted'; why: string[] };
+
+/** Specificity of `pattern` for `domain`; -1 when it does not match. */
+export function addressSpaceMatch(pattern: string, domain: string): number {
+  const p = pattern.toLowerCase().replace(/\.$/, '');
+  const d = domain.toLowerCase().replace(/\.$/, '');
+  if (p === '*') return 0;
+  if (p.startsWith('*.')) {
+    const suffix = p.slice(1); // ".example.com"
+    return d.endsWith(suffix) && d.length > suffix.length ? suffix.length : -1;
+  }
+  if (p.startsWith('*')) {
+    // "*example.com" style: treat as a suffix without the dot boundary
+    const suffix = p.slice(1);
+    return d.endsWith(suffix) ? suffix.length : -1;
+  }
+  return p === d ? 100_000 + p.length : -1;
+}
+
+/** "SMTP:*.net:20" → { type, pattern, cost }. */
+export function parseAddressSpace(spec: string | AddressSpace): AddressSpace {
+  if (typeof spec !== 'string') return spec;
+  const [type = 'SMTP', pattern = '*', cost = '1'] = spec.split(':');
+  return { type: type.toUpperCase(), pattern, cost: Number(cost) };
+}
+
+/** Stable per-server choice among equals (hash of server and candidate). */
+export function stablePick<T>(server: string, items: T[], key: (t: T) => string): T {
+  let best = items[0] as T;
+  let bestHash = '';
+  for (const item of items) {
+    const h = createHash('md5')
+      .update(`${server}|${key(item)}`)
+      .digest('hex');
+    if (!bestHash || h < bestHash) {
+      best = item;
+      bestHash = h;
+    }
+  }
+  return best;
+}
+
+function groupOf(t: Topology, server: string): string | undefined {
+  return t.servers.find((s) => s.name.toLowerCase() === server.toLowerCase())?.group;
+}
+
+function serverUp(t: Topology, name: string): boolean {
+  return t.servers.find((s) => s.name.toLowerCase() === name.toLowerCase())?.up ?? false;
+}
+
+/** Edges between routing groups: routing group connectors and SMTP connectors with connected groups. */
+function edges(t: Topology): { from: string; to: string; cost: number; connector: ConnectorView }[] {
+  const out: { from: string; to: string; cost: number; connector: ConnectorView }[] = [];
+  for (const c of t.connectors) {
+    if (c.state !== 'up') continue;
+    if (c.type === 'routingGroup' && c.to) out.push({ from: c.group, to: c.to, cost: c.cost, connector: c });
+    if (c.type === 'smtp')
+      for (const g of c.connectedRoutingGroups)
+        out.push({ from: c.group, to: g, cost: c.cost, connector: c });
+  }
+  return out;
+}
+
+export interface PathResult {
+  cost: number;
+  groups: string[];
+  first?: ConnectorView;
+}
+
+/** Least-cost paths from `from` to every routing group (Dijkstra over up connectors). */
+export function shortestPaths(t: Topology, from: string, selfServer?: string): Map<string, PathResult> {
+  const all = edges(t);
+  const dist = new Map<string, PathResult>([[from, { cost: 0, groups: [from] }]]);
+  const done = new Set<string>();
+  for (;;) {
+    let current: string | undefined;
+    for (const [g, r] of dist)
+      if (!done.has(g) && (current === undefined || r.cost < dist.get(current)!.cost)) current = g;
+    if (current === undefined) break;
+    done.add(current);
+    const here = dist.get(current)!;
+    const outgoing = all.filter((e) => e.from === current);
+    // Equal-cost edges to the same group: stable choice per server.
+    for (const e of outgoing) {
+      const cand = here.cost + e.cost;
+      const prior = dist.get(e.to);
+      const firstHop = here.first ?? e.connector;
+      if (!prior || cand < prior.cost) {
+        dist.set(e.to, { cost: cand, groups: [...here.groups, e.to], first: firstHop });
+      } else if (cand === prior.cost && !done.has(e.to) && selfServer && prior.first) {
+        const pick = stablePick(selfServer, [prior.first, firstHop], (c) => c.name);
+        if (pick !== prior.first)
+          dist.set(e.to, { cost: cand, groups: [...here.groups, e.to], first: firstHop });
+      }
+    }
+  }
+  return dist;
+}
+
+function bridgeheadsUp(t: Topology, names: string[]): string[] {
+  return names.map((n) => n.split('/')[0]!).filter((n) => serverUp(t, n));
+}
+
+/** The server to give a message to for the first hop of a path, seen from `self`. */
+function firstHopServer(
+  t: Topology,
+  self: string,
+  connector: ConnectorView,
+  random: () => number,
+): string | undefined {
+  const locals = connector.localBridgeheads.map((n) => n.split('/')[0]!);
+  const iAmBridgehead = locals.length === 0 || locals.some((n) => n.toLowerCase() === self.toLowerCase());
+  if (!iAmBridgehead) {
+    const up = bridgeheadsUp(t, locals);
+    return up.length ? up[Math.floor(random() * up.length)] : undefined;
+  }
+  if (connector.type === 'routingGroup') {
+    const up = bridgeheadsUp(t, connector.remoteBridgeheads);
+    return up.length ? up[Math.floor(random() * up.length)] : undefined;
+  }
+  return self;
+}
+
+/** Internal mail: how a message on `self` reaches `targetServer`. */
+export function routeToServer(
+  t: Topology,
+  self: string,
+  targetServer: string,
+  random = Math.random,
+): RouteDecision {
+  const from = groupOf(t, self);
+  const to = groupOf(t, targetServer);
+  if (!from || !to)
+    return { kind: 'none', why: [`server ${!from ? self : targetServer} is not in the topology`] };
+  if (from === to) {
+    return {
+      kind: 'connector',
+      connector: {
+        name: `(within ${from})`,
+        type: 'routingGroup',
+        group: from,
+        cost: 0,
+        to,
+        addressSpaces: [],
+        connectedRoutingGroups: [],
+        scope: 'routingGroup',
+        localBridgeheads: [],
+        remoteBridgeheads: [targetServer],
+        smartHosts: [],
+        restrictions: { enabled: false, acceptFrom: [], rejectFrom: [] },
+        state: 'up',
+      },
+      totalCost: 0,
+      nextHop: targetServer,
+      path: [from],
+      why: [`${targetServer} is in this routing group (${from}): direct`],
+    };
+  }
+  const paths = shortestPaths(t, from, self);
+  const p = paths.get(to);
+  if (!p || !p.first) return { kind: 'unreachable', why: [`no available path from ${from} to ${to}`] };
+  const hop = firstHopServer(t, self, p.first, random);
+  if (!hop) return { kind: 'unreachable', why: [`no bridgehead of ${p.first.name} is up`] };
+  return {
+    kind: 'connector',
+    connector: p.first,
+    totalCost: p.cost,
+    nextHop: hop,
+    path: p.groups,
+    why: [
+      `path ${p.groups.join(' → ')} at cost ${p.cost}`,
+      `first connector ${p.first.name}; next hop ${hop}`,
+    ],
+  };
+}
+
+export interface SenderView {
+  address: string;
+  /** Names and addresses the sender is known by, groups included (for restrictions). */
+  identities: string[];
+}
+
+function restricts(c: ConnectorView, sender: SenderView | undefined): boolean {
+  if (!c.restrictions.enabled) return false;
+  const ids = new Set((sender?.identities ?? [sender?.address ?? '']).map((s) => s.toLowerCase()));
+  const named = (list: string[]) => list.some((x) => ids.has(x.toLowerCase()));
+  if (c.restrictions.acceptFrom.length && !named(c.restrictions.acceptFrom)) return true;
+  return named(c.restrictions.rejectFrom);
+}
+
+/** External mail: the connector for `domain`, from server `self`. */
+export function routeToDomain(
+  t: Topology,
+  self: string,
+  domain: string,
+  sender?: SenderView,
+  random = Math.random,
+): RouteDecision {
+  const from = groupOf(t, self);
+  if (!from) return { kind: 'none', why: [`server ${self} is not in the topology`] };
+  const why: string[] = [];
+  let best = -1;
+  const matches: { c: ConnectorView; space: AddressSpace; score: number }[] = [];
+  for (const c of t.connectors) {
+    if (c.type !== 'smtp') continue;
+    if (c.scope === 'routingGroup' && c.group !== from) continue;
+    let top: { space: AddressSpace; score: number } | undefined;
+    for (const s of c.addressSpaces) {
+      if (s.type !== 'SMTP') continue;
+      const score = addressSpaceMatch(s.pattern, domain);
+      if (score >= 0 && (!top || score > top.score || (score === top.score && s.cost < top.space.cost))) {
+        top = { space: s, score };
+      }
+    }
+    if (top) {
+      matches.push({ c, ...top });
+      best = Math.max(best, top.score);
+    }
+  }
+  if (!matches.length) return { kind: 'none', why: [`no connector has an address space matching ${domain}`] };
+  const specific = matches.filter((m) => m.score === best);
+  why.push(
+    `most specific address space for ${domain}: ${specific.map((m) => `${m.c.name} (${m.space.pattern})`).join(', ')}`,
+  );
+  const allowed = specific.filter((m) => !restricts(m.c, sender));
+  if (!allowed.length) {
+    why.push('every such connector excludes this sender; no fall back to a less specific address space');
+    return { kind: 'restricted', why };
+  }
+  const paths = shortestPaths(t, from, self);
+  const candidates = allowed
+    .filter((m) => m.c.state === 'up')
+    .map((m) => {
+      const p = paths.get(m.c.group);
+      return p ? { ...m, total: m.space.cost + p.cost, path: p } : undefined;
+    })
+    .filter((m): m is NonNullable<typeof m> => m !== undefined);
+  if (!candidates.length) {
+    why.push(
+      'no such connector is available; the mail waits (no fall back to a less specific address space)',
+    );
+    return { kind: 'unreachable', why };
+  }
+  const least = Math.min(...candidates.map((c) => c.total));
+  const cheapest = candidates.filter((c) => c.total === least);
+  const chosen = stablePick(self, cheapest, (c) => c.c.name);
+  why.push(
+    `least cost ${least} via ${chosen.c.name}${cheapest.length > 1 ? ` (stable choice among ${cheapest.length})` : ''}`,
+  );
+  let nextHop: string | undefined;
+  if (chosen.c.group === from) {
+    nextHop = firstHopServer(t, self, chosen.c, random);
+  } else {
+    nextHop = chosen.path.first ? firstHopServer(t, self, chosen.path.first, random) : undefined;
+    why.push(`connector is in ${chosen.c.group}: path ${chosen.path.groups.join(' → ')}`);
+  }
+  if (!nextHop) {
+    why.push('no bridgehead is up');
+    return { kind: 'unreachable', why };
+  }
+  why.push(
+    nextHop.toLowerCase() === self.toLowerCase()
+      ? 'this server sends over the connector'
+      : `next hop ${nextHop}`,
+  );
+  return {
+    kind: 'connector',
+    connector: chosen.c,
+    totalCost: least,
+    nextHop,
+    path: chosen.path.groups,
+    why,
+  };
+}
+
+// ---------------------------------------------------------------- connector state
+
+/** A connector is down only when all its bridgeheads are down [003:140, 1834-1844]. */
+export function connectorDown(c: ConnectorView, serverUpFn: (name: string) => boolean): boolean {
+  if (c.type === 'smtp' && c.smartHosts.length === 0) return false; // DNS-routed: never down
+  const heads = c.type === 'routingGroup' ? c.remoteBridgeheads : c.localBridgeheads;
+  if (c.type === 'smtp' && c.localBridgeheads.length === 0) return false; // any local server
+  if (heads.length === 0) return false;
+  return heads.every((h) => !serverUpFn(h.split('/')[0]!));
+}
+
+/**
+ * Oscillation damping [003:9040-9050]: a connector that changed state more than once in
+ * the window stays up. `history` holds the times (ms) of its state changes.
+ */
+export function dampedState(
+  observed: 'up' | 'down',
+  history: number[],
+  now: number,
+  windowMs = 600_000,
+): 'up' | 'down' {
+  const recent = history.filter((t) => now - t <= windowMs);
+  return recent.length > 1 ? 'up' : observed;
+}
+
+/** A leaf routing group (one link, no alternative) keeps its link up [003:6445-6471]. */
+export function leafKeepsUp(t: Topology, c: ConnectorView): boolean {
+  if (c.type !== 'routingGroup' || !c.to) return false;
+  const links = t.connectors.filter(
+    (x) => x.type === 'routingGroup' && (x.group === c.group || x.to === c.group),
+  );
+  const targets = new Set(links.map((x) => (x.group === c.group ? x.to : x.group)));
+  return targets.size <= 1;
+}
