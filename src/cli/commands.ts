@@ -17,6 +17,7 @@ import { getServers as dnsServers } from 'node:dns';
 import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
 import { addAdminCommands, CliError } from './admin-commands.js';
+import { addRouteCommands } from '../routing/route-commands.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -153,6 +154,7 @@ export function buildProgram(): Command {
     );
 
   addAdminCommands(program);
+  addRouteCommands(program);
 
   const user = program.command('user').description('directory users');
   user

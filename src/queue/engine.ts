@@ -36,6 +36,15 @@ export const QUEUE = {
   failedRetry: 'Failed message retry queue',
 } as const;
 
+/**
+ * Where routing sends a recipient: a remote queue with its destination; a holding queue
+ * (no route now, or a connector that is not open) re-examined at `retryAt`; or a failure.
+ */
+export type NextHop =
+  | { queue: string; destination: Destination }
+  | { queue: string; destination?: undefined; retryAt: number; reason: string }
+  | { fail: { code: number; status: string; text: string } };
+
 export type QueueState = 'Ready' | 'Active' | 'Retry' | 'Scheduled' | 'Remote' | 'Frozen';
 
 export interface QueueSummary {
@@ -82,7 +91,7 @@ export interface EngineOptions {
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
   /** Next hop of a routed recipient: a remote queue name and where it connects. */
-  route: (route: Route) => { queue: string; destination?: Destination };
+  route: (route: Route, sender: string) => NextHop;
   remote: RemoteDelivery;
   /** Connections to one next hop, and in total [SPEC §7: 100, 1000]. */
   maxConnectionsPerQueue: number;
@@ -278,7 +287,7 @@ export class QueuingEngine {
     this.routingStage = new StageRunner(
       'routing',
       () => this.routeBatch(),
-      () => undefined,
+      () => this.nextHoldingDue(),
       log,
     );
     this.remoteStage = new StageRunner(
@@ -419,6 +428,13 @@ export class QueuingEngine {
         lost++;
       }
     }
+    // A crash between the last outcome and the removal leaves a finished message queued
+    // (and its spool file on disk) with nothing left to revisit it: finish it now.
+    const finished = this.sql(
+      `SELECT id FROM messages m WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
+       AND (r.state != 'done' OR r.dsn_pending IS NOT NULL))`,
+    ).all() as { id: string }[];
+    this.completeIfDone(finished.map((r) => r.id));
     return { inserted, lost };
   }
 
@@ -849,27 +865,73 @@ export class QueuingEngine {
 
   /** Moves routed recipients into the remote queue of their next hop. */
   private async routeBatch(): Promise<boolean> {
-    if (this.queueFrozen(QUEUE.routing)) return false;
-    const rows = this.sql(`SELECT * FROM recipients WHERE queue = ? AND state != 'done' LIMIT 1000`).all(
-      QUEUE.routing,
-    ) as RecipientRow[];
+    // Mail in a holding queue is routed again when its time comes (a connector back up,
+    // a schedule window opening).
+    const rows = (
+      this.sql(
+        `SELECT r.*, m.sender AS sender FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE (r.queue = ? OR r.next_hop = 'hold') AND r.state != 'done' AND r.next_attempt <= ?
+         AND m.frozen = 0 LIMIT 1000`,
+      ).all(QUEUE.routing, Date.now()) as (RecipientRow & { sender: string })[]
+    ).filter((r) => !this.queueFrozen(r.queue));
     if (!rows.length) return false;
-    const update = this.sql(
-      `UPDATE recipients SET queue = ?, next_hop = ?, remote = ?, state = 'ready', next_attempt = 0 WHERE id = ?`,
+    const toRemote = this.sql(
+      `UPDATE recipients SET queue = ?, next_hop = ?, remote = 1, state = 'ready', next_attempt = 0 WHERE id = ?`,
     );
+    const hold = this.sql(
+      `UPDATE recipients SET queue = ?, next_hop = 'hold', remote = 0, state = 'retry', next_attempt = ?,
+       last_error = ? WHERE id = ?`,
+    );
+    const fail = this.sql(
+      `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, last_error = ?,
+       dsn_pending = ? WHERE id = ?`,
+    );
+    const failed = new Map<string, { address: string; status: string }[]>();
     this.db.transaction(() => {
       for (const r of rows) {
-        const hop = this.o.route(JSON.parse(r.route ?? '{}') as Route);
-        update.run(
-          hop.queue,
-          hop.destination ? JSON.stringify(hop.destination) : null,
-          hop.destination ? 1 : 0,
-          r.id,
-        );
+        const hop = this.o.route(JSON.parse(r.route ?? '{}') as Route, r.sender);
+        if ('fail' in hop) {
+          const text = `${hop.fail.code} ${hop.fail.status} ${hop.fail.text}`;
+          fail.run(
+            hop.fail.status,
+            `smtp; ${text}`,
+            hop.fail.text,
+            dsnFor('failure', notifyList(r), r.sender),
+            r.id,
+          );
+          failed.set(r.message_id, [
+            ...(failed.get(r.message_id) ?? []),
+            { address: r.address, status: hop.fail.status },
+          ]);
+        } else if (hop.destination) {
+          toRemote.run(hop.queue, JSON.stringify(hop.destination), r.id);
+        } else {
+          hold.run(hop.queue, hop.retryAt, hop.reason, r.id);
+        }
       }
     })();
+    for (const [id, list] of failed) {
+      this.o.tracking.write({
+        event: 'FAIL',
+        source: 'ROUTING',
+        internalMessageId: id,
+        recipients: list.map((f) => f.address),
+        recipientStatus: list.map((f) => f.status),
+      });
+    }
+    if (failed.size) {
+      this.dsnStage.kick();
+      this.completeIfDone(failed.keys());
+    }
     this.remoteStage.kick();
     return rows.length === 1000;
+  }
+
+  private nextHoldingDue(): number | undefined {
+    const row = this.sql(
+      `SELECT MIN(next_attempt) AS due FROM recipients WHERE next_hop = 'hold' AND state = 'retry'`,
+    ).get() as { due: number | null };
+    return row.due ?? undefined;
   }
 
   private nextRemoteDue(): number | undefined {
@@ -1145,6 +1207,7 @@ export class QueuingEngine {
                 MIN(m.received_at) AS received, MAX(m.frozen) AS frozen,
                 SUM(r.state = 'retry') AS retrying, COUNT(*) AS n,
                 MIN(CASE WHEN r.state = 'retry' THEN r.next_attempt END) AS next_retry,
+                SUM(r.next_hop = 'hold' AND r.last_error LIKE 'Connector schedule%') AS scheduled,
                 MAX(r.last_error) AS last_error
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.state != 'done' GROUP BY r.queue, r.message_id`,
@@ -1158,13 +1221,14 @@ export class QueuingEngine {
       n: number;
       next_retry: number | null;
       last_error: string | null;
+      scheduled: number;
     }[];
     const flags = new Map(
       (this.sql('SELECT name, frozen FROM queue_flags').all() as { name: string; frozen: number }[]).map(
         (f) => [f.name, f.frozen === 1],
       ),
     );
-    const out = new Map<string, QueueSummary & { allRetry: boolean }>();
+    const out = new Map<string, QueueSummary & { allRetry: boolean; allScheduled: boolean }>();
     for (const q of Object.values(QUEUE)) {
       out.set(q, {
         name: q,
@@ -1173,6 +1237,7 @@ export class QueuingEngine {
         messageCount: 0,
         totalSize: 0,
         allRetry: true,
+        allScheduled: true,
       });
     }
     for (const r of rows) {
@@ -1186,6 +1251,7 @@ export class QueuingEngine {
             messageCount: 0,
             totalSize: 0,
             allRetry: true,
+            allScheduled: true,
           })
           .get(r.queue)!;
       s.messageCount++;
@@ -1198,16 +1264,19 @@ export class QueuingEngine {
       }
       if (r.last_error) s.lastError = r.last_error;
       if (r.retrying < r.n) s.allRetry = false;
+      if (r.scheduled < r.n) s.allScheduled = false;
     }
-    return [...out.values()].map(({ allRetry, ...s }) => ({
+    return [...out.values()].map(({ allRetry, allScheduled, ...s }) => ({
       ...s,
       state: s.frozen
         ? 'Frozen'
-        : s.messageCount && allRetry
-          ? 'Retry'
-          : this.activeIn(s.name)
-            ? 'Active'
-            : 'Ready',
+        : s.messageCount && allScheduled
+          ? 'Scheduled'
+          : s.messageCount && allRetry
+            ? 'Retry'
+            : this.activeIn(s.name)
+              ? 'Active'
+              : 'Ready',
     }));
   }
 

@@ -3,6 +3,7 @@
 import { promises as fsp, readFileSync } from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
+import { timingSafeEqual } from 'node:crypto';
 import type { LoadedConfig } from '../config/load.js';
 import { selectServer } from '../config/load.js';
 import type { ServerConfig, VirtualServerConfig } from '../config/schema.js';
@@ -12,11 +13,11 @@ import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
 import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
-import { QueuingEngine, QUEUE } from '../queue/engine.js';
-import { RemoteDelivery, type Destination } from '../delivery/remote/remote-delivery.js';
+import { QueuingEngine } from '../queue/engine.js';
+import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
+import { Router } from '../routing/router.js';
 import { makeResolver } from '../delivery/remote/dns.js';
 import { allServers } from '../config/load.js';
-import type { Route } from '../categorizer/categorizer.js';
 import type { FastifyInstance } from 'fastify';
 import { buildAdminApi } from '../admin/api.js';
 import { TransportMetrics } from '../admin/metrics.js';
@@ -31,6 +32,29 @@ export interface TransportServerOptions {
   eventLog?: EventLog;
   /** Accept and queue mail but run no queue (maintenance): nothing is categorized or delivered. */
   hold?: boolean;
+}
+
+/**
+ * Servers of the organisation authenticate to each other with their name and the shared
+ * organisation secret; an authenticated server may relay, like Exchange servers do.
+ */
+function organisationAuthentication(directory: Directory, org: LoadedConfig['org']): Directory {
+  const secret = org.organisation.secret;
+  const names = new Set(allServers(org).map((s) => s.server.name.toLowerCase()));
+  return {
+    findByAddress: (a) => directory.findByAddress(a),
+    findByName: (n) => directory.findByName(n),
+    async authenticate(login, password) {
+      if (secret && names.has(login.toLowerCase())) {
+        const a = Buffer.from(password);
+        const b = Buffer.from(secret);
+        if (a.length === b.length && timingSafeEqual(a, b))
+          return { name: login.toUpperCase(), primaryAddress: '' };
+        return undefined;
+      }
+      return directory.authenticate(login, password);
+    },
+  };
 }
 
 /** A self-signed certificate made once per data directory, for STARTTLS out of the box. */
@@ -75,7 +99,7 @@ export class TransportServer {
     this.dataDir = path.resolve(loaded.baseDir, options.dataDir ?? server.dataDir);
     this.eventLog = options.eventLog ?? new EventLog(server.diagnosticLogging);
     this.preSubmission = new Spool(path.join(this.dataDir, 'spool'));
-    this.directory = new EmbeddedDirectory(loaded.org.directory);
+    this.directory = organisationAuthentication(new EmbeddedDirectory(loaded.org.directory), loaded.org);
     this.acceptedDomains = new AcceptedDomains(loaded.org.recipientPolicies);
   }
 
@@ -112,6 +136,7 @@ export class TransportServer {
       this.server.messageTracking,
     );
     this.tracking.prune();
+    this.router = new Router(org, this.server.name);
     const local = first.delivery.local;
     const d = first.delivery;
     const policy = (p: typeof local) => ({
@@ -165,7 +190,7 @@ export class TransportServer {
       log: queueLog,
       localRetry: policy(local),
       remoteRetry: policy(d.outbound),
-      route: (r) => this.nextHop(r),
+      route: (r, sender) => this.router.nextHop(r, sender),
       remote,
       maxConnectionsPerQueue: d.maxOutboundConnectionsPerDomain ?? 100_000,
       maxConnections: d.maxOutboundConnections ?? 100_000,
@@ -257,37 +282,8 @@ export class TransportServer {
     }
   }
 
-  /**
-   * Next hop for a recipient the categorizer sent to routing. Connectors and link state
-   * refine this; without them mail goes to the smart host or by DNS, and mail for another
-   * server of the organisation goes straight to that server.
-   */
-  nextHop(route: Route): { queue: string; destination?: Destination } {
-    const d = this.server.virtualServers[0]!.delivery;
-    switch (route.kind) {
-      case 'remote':
-        if (d.smartHost) {
-          const hosts = d.smartHost.split(/[\s,;]+/).filter(Boolean);
-          return { queue: d.smartHost, destination: { type: 'smarthost', hosts } };
-        }
-        return { queue: route.domain, destination: { type: 'dns', domain: route.domain } };
-      case 'forwardHost':
-        return { queue: route.host, destination: { type: 'smarthost', hosts: [route.host] } };
-      case 'server': {
-        const target = allServers(this.loaded.org).find(
-          (s) => s.server.name.toLowerCase() === route.server.toLowerCase(),
-        )?.server;
-        if (!target) return { queue: QUEUE.unreachable };
-        const port = target.virtualServers[0]!.port;
-        return {
-          queue: target.fqdn,
-          destination: { type: 'server', name: target.name, host: target.address, port },
-        };
-      }
-      default:
-        return { queue: QUEUE.unreachable };
-    }
-  }
+  /** Routing decisions for this server (connectors, routing groups, smart host, DNS). */
+  router!: Router;
 
   private accepted(m: SpooledMessage): void {
     const e = m.envelope;

@@ -8,10 +8,21 @@ import { TransportError } from '../../smtp/status.js';
 import type { Envelope, RecipientEnvelope } from '../../queue/spool.js';
 import { parseSmartHost, resolveMailHosts, hostAddresses } from './dns.js';
 
-export type Destination =
-  | { type: 'dns'; domain: string }
-  | { type: 'smarthost'; hosts: string[] }
-  | { type: 'server'; name: string; host: string; port: number };
+/** Per-destination settings that override the virtual server's (a connector's own). */
+export interface OutboundOverrides {
+  heloOnly?: boolean;
+  tls?: 'opportunistic' | 'required' | 'none';
+  verifyCertificate?: boolean;
+  auth?: { username: string; password: string };
+  connector?: string;
+}
+
+export type Destination = OutboundOverrides &
+  (
+    | { type: 'dns'; domain: string }
+    | { type: 'smarthost'; hosts: string[] }
+    | { type: 'server'; name: string; host: string; port: number }
+  );
 
 export interface DeliveryJob {
   envelope: Envelope;
@@ -78,7 +89,8 @@ export class RemoteDelivery {
     return hosts.flatMap((h) => h.addresses.map((a) => ({ host: h.host, address: a, port: this.s.port })));
   }
 
-  private async connect(targets: Target[]): Promise<{ client: SmtpClient; target: Target }> {
+  private async connect(targets: Target[], d: Destination): Promise<{ client: SmtpClient; target: Target }> {
+    const auth = d.auth ?? this.s.auth;
     let last: TransportError | undefined;
     for (const t of targets) {
       const session = `S${(++connectionCounter).toString(36).toUpperCase()}`;
@@ -87,10 +99,10 @@ export class RemoteDelivery {
         port: t.port,
         servername: t.host,
         heloName: this.s.heloName,
-        heloOnly: this.s.heloOnly,
-        tls: this.s.tls,
-        verifyCertificate: this.s.verifyCertificate,
-        auth: this.s.auth,
+        heloOnly: d.heloOnly ?? this.s.heloOnly,
+        tls: d.tls ?? this.s.tls,
+        verifyCertificate: d.verifyCertificate ?? this.s.verifyCertificate,
+        auth,
         timeoutMs: this.s.timeoutMs,
         log: this.s.protocolLog ? (e, d) => this.s.protocolLog!(session, e, d) : undefined,
       };
@@ -103,7 +115,7 @@ export class RemoteDelivery {
         if (!(err instanceof TransportError)) throw err;
         last = err;
         // A permanent refusal by an authenticating smart host will not change on the next host.
-        if (err.permanent && this.s.auth && err.status.startsWith('5.7')) throw err;
+        if (err.permanent && auth && err.status.startsWith('5.7')) throw err;
       }
     }
     throw last ?? new TransportError(451, '4.4.1', 'no host to connect to');
@@ -125,7 +137,7 @@ export class RemoteDelivery {
       while (queue.length) {
         let conn: { client: SmtpClient; target: Target };
         try {
-          conn = await this.connect(targets);
+          conn = await this.connect(targets, d);
         } catch (err) {
           const error = err instanceof TransportError ? err : new TransportError(451, '4.4.1', String(err));
           // Nobody can be reached: every job still waiting shares the verdict.

@@ -648,9 +648,11 @@ export class SmtpSession {
     await tx.writer!.write(chunk);
   }
 
-  /** Message-ID, Subject and From of the header section, kept in the envelope for tracking. */
+  /** Message-ID, Subject, From and the hop count of the header section, kept in the envelope. */
   private applyHeaderFacts(envelope: Envelope, fields: { name: string; value: string }[]): void {
     const field = (name: string) => fields.find((f) => f.name.toLowerCase() === name)?.value;
+    // Ours is the first line of the stored message, so it counts too.
+    envelope.receivedHeaders = fields.filter((f) => f.name.toLowerCase() === 'received').length + 1;
     const messageId = field('message-id');
     if (messageId) envelope.messageId = messageId;
     const subject = field('subject');

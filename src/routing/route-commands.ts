@@ -1,0 +1,143 @@
+// `bridgehead route show` (the WinRoute view of the link state table) and
+// `bridgehead route test ADDRESS` (which route an address would take, and why).
+import { createHash } from 'node:crypto';
+import type { Command } from 'commander';
+import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
+import { Categorizer } from '../categorizer/categorizer.js';
+import { EmbeddedDirectory } from '../directory/directory.js';
+import { AcceptedDomains } from '../directory/accepted-domains.js';
+import { Router } from './router.js';
+import { buildTopology } from './topology.js';
+import type { Topology } from './routing.js';
+
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (value && typeof value === 'object') {
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** MD5 of the canonical form of the link state table, as servers compare it. */
+export function topologyDigest(t: Topology): string {
+  return createHash('md5').update(canonical(t)).digest('hex');
+}
+
+export function addRouteCommands(program: Command): void {
+  const route = program.command('route').description('routing: the link state table and route tests');
+  route
+    .command('show')
+    .description('the link state table: routing groups, members, connectors, address spaces, costs, states')
+    .option('-c, --config <file>', 'organisation file')
+    .option('--json', 'print JSON')
+    .action((o: { config?: string; json?: boolean }) => {
+      const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
+      const org = loaded.org;
+      const t = buildTopology(org);
+      const digest = topologyDigest(t);
+      if (o.json) {
+        process.stdout.write(`${JSON.stringify({ digest, ...t }, null, 2)}\n`);
+        return;
+      }
+      const out: string[] = [`Organisation: ${org.organisation.name}`, `Digest (MD5): ${digest}`, ''];
+      for (const g of org.routingGroups) {
+        const master = g.master ?? g.servers[0]?.name ?? '(none)';
+        out.push(`Routing group: ${g.name}   master: ${master}`);
+        for (const s of g.servers) {
+          const vs = s.virtualServers.map((v) => `${v.name} ${v.ip}:${v.port}`).join('; ');
+          out.push(`  server ${s.name} (${s.fqdn})  ${vs}`);
+        }
+        for (const c of t.connectors.filter((x) => x.group === g.name)) {
+          const target =
+            c.type === 'routingGroup'
+              ? `→ ${c.to}  remote bridgeheads: ${c.remoteBridgeheads.join(', ')}`
+              : `address spaces: ${c.addressSpaces.map((a) => `${a.type}:${a.pattern}:${a.cost}`).join(', ') || '(none)'}` +
+                (c.connectedRoutingGroups.length
+                  ? `  connected: ${c.connectedRoutingGroups.join(', ')}`
+                  : '') +
+                `  ${c.smartHosts.length ? `smart hosts ${c.smartHosts.join(', ')}` : 'DNS'}  scope ${c.scope}`;
+          out.push(
+            `  connector ${c.name} [${c.type === 'routingGroup' ? 'routing group' : 'SMTP'}] cost ${c.cost} ${c.state.toUpperCase()}`,
+            `      ${target}`,
+            `      local bridgeheads: ${c.localBridgeheads.length ? c.localBridgeheads.join(', ') : 'any local server'}`,
+          );
+        }
+        out.push('');
+      }
+      process.stdout.write(`${out.join('\n')}`);
+    });
+
+  route
+    .command('test')
+    .argument('<address>', 'recipient address')
+    .description('which route a message to ADDRESS would take from a server, and why')
+    .option('-c, --config <file>', 'organisation file')
+    .option('--from <server>', 'the server the message is on (default: the only or first server)')
+    .option('--sender <address>', 'envelope sender (connector restrictions)', '')
+    .option('--json', 'print JSON')
+    .action(
+      async (address: string, o: { config?: string; from?: string; sender: string; json?: boolean }) => {
+        const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
+        const org = loaded.org;
+        const servers = org.routingGroups.flatMap((g) => g.servers);
+        const { server } = o.from ? selectServer(org, o.from) : { server: servers[0]! };
+        const directory = new EmbeddedDirectory(org.directory);
+        const categorizer = new Categorizer({
+          serverName: server.name,
+          directory,
+          acceptedDomains: new AcceptedDomains(org.recipientPolicies),
+          forwardUnresolvedTo: server.virtualServers[0]!.messages.forwardUnresolvedTo,
+          orgMaxRecipients: null,
+          orgMaxReceiveSizeKb: null,
+          orgMaxSendSizeKb: null,
+          maxHopCount: 1000,
+        });
+        const result = await categorizer.categorize([{ id: 1, address, original: address }], {
+          sender: o.sender,
+          authenticated: true,
+          size: 0,
+          receivedHeaders: 0,
+          envelopeRecipientCount: 1,
+        });
+        const router = new Router(org, server.name);
+        const lines: string[] = [
+          `route test ${address} from ${server.name}${o.sender ? ` sender ${o.sender}` : ''}`,
+        ];
+        const report: unknown[] = [];
+        for (const e of result.events)
+          lines.push(
+            `  categorizer: ${e.event} ${e.related} → ${e.recipient}${e.info ? ` (${e.info})` : ''}`,
+          );
+        for (const leaf of result.leaves) {
+          if (leaf.route.kind === 'failed') {
+            lines.push(`  ${leaf.address}: NDR ${leaf.route.status} ${leaf.route.text}`);
+            report.push({ address: leaf.address, ndr: leaf.route });
+            continue;
+          }
+          const { hop, why } = router.explain(leaf.route, o.sender);
+          report.push({ address: leaf.address, route: leaf.route, hop, why });
+          lines.push(
+            `  ${leaf.address}: ${leaf.route.kind}${leaf.route.kind === 'server' ? ` (mailbox on ${leaf.route.server})` : ''}`,
+          );
+          for (const w of why) lines.push(`      ${w}`);
+          if ('fail' in hop) lines.push(`      result: NDR ${hop.fail.status} ${hop.fail.text}`);
+          else if (hop.destination) {
+            const d = hop.destination;
+            const where =
+              d.type === 'server'
+                ? `server ${d.name} at ${d.host}:${d.port}`
+                : d.type === 'smarthost'
+                  ? `smart host ${d.hosts.join(', ')}`
+                  : `DNS (MX of ${d.domain})`;
+            lines.push(
+              `      result: queue "${hop.queue}" → ${where}${d.connector ? ` over connector ${d.connector}` : ''}`,
+            );
+          } else lines.push(`      result: held in "${hop.queue}" (${hop.reason})`);
+        }
+        process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : `${lines.join('\n')}\n`);
+      },
+    );
+}

@@ -1,0 +1,174 @@
+// The next hop of a routed recipient, as this server sees the organisation: SMTP connectors
+// by address space and cost, routing group paths to other servers, and without connectors
+// the virtual server's smart host or DNS [SPEC §5]. The queuing engine asks; `route test`
+// asks the same object, so what the CLI explains is what the server does.
+import type { OrganisationConfig, ServerConfig } from '../config/schema.js';
+import { allServers } from '../config/load.js';
+import { QUEUE, type NextHop } from '../queue/engine.js';
+import type { Route } from '../categorizer/categorizer.js';
+import { routeToDomain, routeToServer, type Topology } from './routing.js';
+import { buildTopology, senderIdentities } from './topology.js';
+import { nextOpening, scheduleOpen } from './schedule.js';
+
+export class Router {
+  private readonly self: ServerConfig;
+
+  constructor(
+    private readonly org: OrganisationConfig,
+    serverName: string,
+    /** Link state: which servers are up (all, until link state says otherwise). */
+    private readonly serverUp: (name: string) => boolean = () => true,
+  ) {
+    const found = allServers(org).find((s) => s.server.name.toLowerCase() === serverName.toLowerCase());
+    if (!found) throw new Error(`no server ${serverName} in the organisation`);
+    this.self = found.server;
+  }
+
+  private topologyView: Topology | undefined;
+
+  /** The organisation as routing sees it (every server assumed up until link state says otherwise). */
+  topology(): Topology {
+    this.topologyView ??= buildTopology(this.org, this.serverUp);
+    return this.topologyView;
+  }
+
+  /** Delivery straight to another server of the organisation, authenticated with the organisation secret. */
+  private toServer(name: string): NextHop {
+    const target = allServers(this.org).find(
+      (s) => s.server.name.toLowerCase() === name.toLowerCase(),
+    )?.server;
+    if (!target)
+      return { queue: QUEUE.unreachable, retryAt: Date.now() + 60_000, reason: `no server ${name}` };
+    const secret = this.org.organisation.secret;
+    return {
+      queue: target.fqdn,
+      destination: {
+        type: 'server',
+        name: target.name,
+        host: target.address,
+        port: target.virtualServers[0]!.port,
+        ...(secret ? { auth: { username: this.self.name, password: secret }, verifyCertificate: false } : {}),
+      },
+    };
+  }
+
+  private defaultRemote(domain: string): NextHop {
+    const d = this.self.virtualServers[0]!.delivery;
+    if (d.smartHost) {
+      const hosts = d.smartHost.split(/[\s,;]+/).filter(Boolean);
+      return { queue: d.smartHost, destination: { type: 'smarthost', hosts } };
+    }
+    return { queue: domain, destination: { type: 'dns', domain } };
+  }
+
+  private viaConnector(name: string, domain: string): NextHop {
+    const c = this.org.routingGroups.flatMap((g) => g.connectors).find((x) => x.name === name);
+    if (!c || c.type !== 'smtp') return this.defaultRemote(domain);
+    const now = new Date();
+    if (!scheduleOpen(c.schedule, now)) {
+      const next = nextOpening(c.schedule, now);
+      return {
+        queue: c.name,
+        retryAt: next ?? now.getTime() + 3600_000,
+        reason: `Connector schedule: ${c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
+      };
+    }
+    if (c.queueForRemoteTriggeredDelivery.enabled) {
+      return {
+        queue: c.name,
+        retryAt: now.getTime() + 3600_000,
+        reason: 'Connector schedule: held for remote triggered delivery (ETRN/TURN)',
+      };
+    }
+    const sec = c.outboundSecurity;
+    const overrides = {
+      connector: c.name,
+      heloOnly: c.heloInsteadOfEhlo,
+      tls: sec.tls,
+      verifyCertificate: sec.verifyCertificate,
+      ...(sec.auth === 'basic' && sec.username
+        ? { auth: { username: sec.username, password: sec.password ?? '' } }
+        : {}),
+    };
+    if (c.smartHosts.length)
+      return { queue: c.name, destination: { type: 'smarthost', hosts: c.smartHosts, ...overrides } };
+    return { queue: domain, destination: { type: 'dns', domain, ...overrides } };
+  }
+
+  /**
+   * Next hop for a recipient the categorizer sent to routing [SPEC §5]: SMTP connectors by
+   * address space and cost, routing group paths to other servers, and without connectors
+   * the virtual server's smart host or DNS.
+   */
+  nextHop(route: Route, sender: string): NextHop {
+    return this.explain(route, sender).hop;
+  }
+
+  /** The decision and the reasons for it, as `bridgehead route test` prints them. */
+  explain(route: Route, sender: string): { hop: NextHop; why: string[] } {
+    const self = this.self.name;
+    const topo = this.topology();
+    const hold = (why: string[]) => ({
+      hop: { queue: QUEUE.unreachable, retryAt: Date.now() + 60_000, reason: why.join('; ') },
+      why,
+    });
+    switch (route.kind) {
+      case 'remote': {
+        if (!topo.connectors.some((c) => c.type === 'smtp')) {
+          return {
+            hop: this.defaultRemote(route.domain),
+            why: ['no SMTP connector in the organisation: smart host or DNS of the virtual server'],
+          };
+        }
+        const r = routeToDomain(topo, self, route.domain, {
+          address: sender,
+          identities: senderIdentities(this.org, sender),
+        });
+        if (r.kind === 'none') {
+          return {
+            hop: this.defaultRemote(route.domain),
+            why: [...r.why, 'smart host or DNS of the virtual server'],
+          };
+        }
+        if (r.kind === 'restricted') {
+          return {
+            hop: {
+              fail: {
+                code: 550,
+                status: '5.7.1',
+                text: 'The sender is not allowed to send to this address space.',
+              },
+            },
+            why: r.why,
+          };
+        }
+        if (r.kind === 'unreachable') return hold(r.why);
+        if (r.nextHop.toLowerCase() !== self.toLowerCase())
+          return { hop: this.toServer(r.nextHop), why: r.why };
+        return { hop: this.viaConnector(r.connector.name, route.domain), why: r.why };
+      }
+      case 'forwardHost':
+        return {
+          hop: { queue: route.host, destination: { type: 'smarthost', hosts: [route.host] } },
+          why: ['unresolved recipient in a shared address space: forwarded to the configured host'],
+        };
+      case 'server': {
+        const r = routeToServer(topo, self, route.server);
+        if (r.kind !== 'connector') return hold(r.why);
+        return { hop: this.toServer(r.nextHop), why: r.why };
+      }
+      case 'local':
+        return {
+          hop: { queue: QUEUE.local, retryAt: 0, reason: 'local' },
+          why: ['mailbox on this server: Local delivery'],
+        };
+      default:
+        return hold(['no route']);
+    }
+  }
+
+  /** Forget the cached view (link state changed). */
+  invalidate(): void {
+    this.topologyView = undefined;
+  }
+}

@@ -1,0 +1,76 @@
+// The routing view of the organisation file: routing groups, servers, connectors with
+// their address spaces (what the link state table carries), and the names a sender is
+// known by for connector restrictions.
+import type { OrganisationConfig } from '../config/schema.js';
+import { parseAddressSpace, type ConnectorView, type Topology } from './routing.js';
+
+export function buildTopology(
+  org: OrganisationConfig,
+  serverUp: (name: string) => boolean = () => true,
+): Topology {
+  const servers = org.routingGroups.flatMap((g) =>
+    g.servers.map((s) => ({ name: s.name, group: g.name, up: serverUp(s.name) })),
+  );
+  const connectors: ConnectorView[] = org.routingGroups.flatMap((g) =>
+    g.connectors.map((c): ConnectorView => {
+      const base = {
+        name: c.name,
+        group: g.name,
+        cost: c.cost,
+        localBridgeheads: c.localBridgeheads,
+        restrictions: c.deliveryRestrictions,
+        state: 'up' as const,
+      };
+      if (c.type === 'routingGroup') {
+        return {
+          ...base,
+          type: 'routingGroup',
+          to: c.to,
+          addressSpaces: [],
+          connectedRoutingGroups: [],
+          scope: 'organisation',
+          remoteBridgeheads: c.remoteBridgeheads,
+          smartHosts: [],
+        };
+      }
+      return {
+        ...base,
+        type: 'smtp',
+        addressSpaces: c.addressSpaces.map(parseAddressSpace),
+        connectedRoutingGroups: c.connectedRoutingGroups,
+        scope: c.scope,
+        remoteBridgeheads: [],
+        smartHosts: c.smartHosts,
+      };
+    }),
+  );
+  return { groups: org.routingGroups.map((g) => g.name), servers, connectors };
+}
+
+/** Names a sender is known by: its address, its directory name, and every group it belongs to. */
+export function senderIdentities(org: OrganisationConfig, sender: string): string[] {
+  const s = sender.toLowerCase();
+  const ids = new Set<string>([s]);
+  const bare = (a: string) => a.replace(/^smtp:/i, '').toLowerCase();
+  for (const u of org.directory.users) {
+    if (u.addresses.some((a) => bare(a) === s)) {
+      ids.add(u.name.toLowerCase());
+      for (const a of u.addresses) ids.add(bare(a));
+    }
+  }
+  // Groups containing any known identity, to a fixed point (nested groups).
+  let grew = true;
+  while (grew) {
+    grew = false;
+    for (const g of org.directory.groups) {
+      const name = g.name.toLowerCase();
+      if (ids.has(name)) continue;
+      if (g.members.some((m) => ids.has(bare(m)))) {
+        ids.add(name);
+        for (const a of g.addresses) ids.add(bare(a));
+        grew = true;
+      }
+    }
+  }
+  return [...ids];
+}
