@@ -52,6 +52,10 @@ export function buildProgram(): Command {
     .action(async (opts: { config?: string; server?: string; dataDir?: string; hold?: boolean }) => {
       const loaded = loadOrDefault(opts.config);
       for (const w of loaded.warnings) process.stderr.write(`warning ${w.path}: ${w.message}\n`);
+      // A fault in one session or delivery must not stop the transport: log it and go on.
+      process.on('unhandledRejection', (reason) => {
+        process.stderr.write(`bridgehead: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}\n`);
+      });
       const server = new TransportServer(loaded, {
         serverName: opts.server,
         dataDir: opts.dataDir,

@@ -24,6 +24,7 @@ import type { MessageTracking } from '../tracking/tracking.js';
 import { TransportError } from '../smtp/status.js';
 import { buildDsn, type DsnAction, type RecipientReport } from '../dsn/dsn.js';
 import type { Destination, DeliveryJob, RemoteDelivery } from '../delivery/remote/remote-delivery.js';
+import { RemoteReplyError } from '../smtp/client/client.js';
 
 export const QUEUE = {
   preSubmission: 'Pre-submission',
@@ -419,13 +420,19 @@ export class QueuingEngine {
     let lost = 0;
     for (const id of known) {
       if (!onDisk.has(id)) {
-        // The body is gone (removed by hand or corrupt): nothing can be delivered.
-        this.o.log.error({ id }, 'queued message has no spool file; removing it from the queues');
+        const open = this.sql(
+          `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND (state != 'done' OR dsn_pending IS NOT NULL)`,
+        ).get(id) as { n: number };
+        // Finished, and the crash came between its file and its rows: nothing is lost.
+        if (open.n > 0) {
+          // The body is gone (removed by hand or corrupt): nothing can be delivered.
+          this.o.log.error({ id }, 'queued message has no spool file; removing it from the queues');
+          lost++;
+        }
         this.db.transaction(() => {
           this.sql('DELETE FROM recipients WHERE message_id = ?').run(id);
           this.sql('DELETE FROM messages WHERE id = ?').run(id);
         })();
-        lost++;
       }
     }
     // A crash between the last outcome and the removal leaves a finished message queued
@@ -434,7 +441,7 @@ export class QueuingEngine {
       `SELECT id FROM messages m WHERE NOT EXISTS (SELECT 1 FROM recipients r WHERE r.message_id = m.id
        AND (r.state != 'done' OR r.dsn_pending IS NOT NULL))`,
     ).all() as { id: string }[];
-    this.completeIfDone(finished.map((r) => r.id));
+    await this.completeIfDone(finished.map((r) => r.id));
     return { inserted, lost };
   }
 
@@ -494,7 +501,7 @@ export class QueuingEngine {
   }
 
   /** Removes a message whose every recipient is final and reported. */
-  private completeIfDone(messageIds: Iterable<string>): void {
+  private async completeIfDone(messageIds: Iterable<string>): Promise<void> {
     const open = this.sql(
       `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND (state != 'done' OR dsn_pending IS NOT NULL)`,
     );
@@ -505,18 +512,16 @@ export class QueuingEngine {
       if (m) done.push(m);
     }
     if (!done.length) return;
+    // The body goes first: a crash before the rows go leaves a finished message without a
+    // file, which recovery drops. The other order made recovery resubmit it: a duplicate.
+    await Promise.all(done.map((m) => fsp.unlink(m.file).catch(() => undefined)));
     this.db.transaction(() => {
       for (const m of done) {
         this.sql('DELETE FROM recipients WHERE message_id = ?').run(m.id);
         this.sql('DELETE FROM messages WHERE id = ?').run(m.id);
       }
     })();
-    // The row is gone first: a crash before the unlink leaves a spool file that recovery
-    // would resubmit, so unlink right away (a duplicate there is the lesser harm).
-    for (const m of done) {
-      this.forgetBody(m.id);
-      void fsp.unlink(m.file).catch(() => undefined);
-    }
+    for (const m of done) this.forgetBody(m.id);
   }
 
   // ------------------------------------------------------------------ categorizer
@@ -579,7 +584,7 @@ export class QueuingEngine {
     this.localStage.kick();
     this.routingStage.kick();
     this.dsnStage.kick();
-    this.completeIfDone(touched);
+    await this.completeIfDone(touched);
     return messages.length === 200;
   }
 
@@ -708,7 +713,7 @@ export class QueuingEngine {
     if (!messages.length) return false;
     await Promise.all(messages.map((m) => this.deliverLocal(m)));
     this.dsnStage.kick();
-    this.completeIfDone(messages.map((m) => m.id));
+    await this.completeIfDone(messages.map((m) => m.id));
     return true;
   }
 
@@ -801,10 +806,12 @@ export class QueuingEngine {
           continue;
         }
         const text = `${error.code} ${error.status} ${error.message}`;
+        // A remote server's reply goes into the DSN as it was received (RFC 3464 §2.3.6).
+        const diagnostic = `smtp; ${error instanceof RemoteReplyError ? error.remoteReply : text}`;
         if (error.permanent) {
           failed.run(
             error.status,
-            `smtp; ${text}`,
+            diagnostic,
             dsnFor('failure', notify, m.sender),
             text,
             remoteMta ?? null,
@@ -822,7 +829,7 @@ export class QueuingEngine {
         );
         if (verdict.action === 'expire') {
           const expired = `Could not deliver the message in the time limit specified. Last error: ${text}`;
-          failed.run('4.4.7', `smtp; ${text}`, dsnFor('failure', notify, m.sender), expired, null, row.id);
+          failed.run('4.4.7', diagnostic, dsnFor('failure', notify, m.sender), expired, null, row.id);
           failedList.push({ address: row.address, status: '4.4.7' });
         } else {
           const delayDsn = verdict.notifyDelay ? dsnFor('delay', notify, m.sender) : null;
@@ -921,7 +928,7 @@ export class QueuingEngine {
     }
     if (failed.size) {
       this.dsnStage.kick();
-      this.completeIfDone(failed.keys());
+      await this.completeIfDone(failed.keys());
     }
     this.remoteStage.kick();
     return rows.length === 1000;
@@ -1001,7 +1008,12 @@ export class QueuingEngine {
                 const status = reply.status ?? (reply.code >= 500 ? '5.0.0' : '4.0.0');
                 return {
                   row,
-                  error: new TransportError(reply.code, status, `${outcome.remoteMta} said: ${reply.text}`),
+                  error: new RemoteReplyError(
+                    reply.code,
+                    status,
+                    `${outcome.remoteMta} said: ${reply.text}`,
+                    reply.text,
+                  ),
                 };
               });
               this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta);
@@ -1040,7 +1052,7 @@ export class QueuingEngine {
         this.connectionsInUse -= connections;
       }
       this.dsnStage.kick();
-      this.completeIfDone(touched);
+      await this.completeIfDone(touched);
     }
   }
 
@@ -1055,7 +1067,7 @@ export class QueuingEngine {
       const m = this.sql('SELECT * FROM messages WHERE id = ?').get(message_id) as MessageRow | undefined;
       if (m) await this.generateDsn(m);
     }
-    this.completeIfDone(ids.map((i) => i.message_id));
+    await this.completeIfDone(ids.map((i) => i.message_id));
     this.categorizerStage.kick();
     return ids.length === 50;
   }
@@ -1422,6 +1434,27 @@ export class QueuingEngine {
     const read = await Spool.readFile(m.file);
     if (!read) throw new TransportError(451, '4.3.0', `spool file of ${id} is incomplete`);
     return read.message;
+  }
+
+  /**
+   * Held mail for `domain` in the named holding queues is routed again now (ETRN). Returns
+   * how many recipients were waiting.
+   */
+  releaseHeld(queues: string[], domain: string): number {
+    if (!queues.length) return 0;
+    const marks = queues.map(() => '?').join(',');
+    const d = domain.toLowerCase();
+    const info = this.sql(
+      `UPDATE recipients SET next_attempt = 0 WHERE next_hop = 'hold' AND state != 'done'
+       AND queue IN (${marks}) AND (lower(address) LIKE ? OR lower(address) LIKE ?)`,
+    ).run(...queues, `%@${d}`, `%.${d}`);
+    // Mail not routed yet will meet the released connector when it is.
+    const pending = this.sql(
+      `SELECT COUNT(*) AS n FROM recipients WHERE queue IN (?, ?) AND state != 'done'
+       AND (lower(address) LIKE ? OR lower(address) LIKE ?)`,
+    ).get(QUEUE.categorizer, QUEUE.routing, `%@${d}`, `%.${d}`) as { n: number };
+    if (info.changes) this.routingStage.kick();
+    return info.changes + pending.n;
   }
 
   /** Force connection: every recipient waiting for a retry in `queue` (or all) is due now. */

@@ -6,7 +6,7 @@ import type { OrganisationConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
 import { QUEUE, type NextHop } from '../queue/engine.js';
 import type { Route } from '../categorizer/categorizer.js';
-import { routeToDomain, routeToServer, type Topology } from './routing.js';
+import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from './routing.js';
 import { buildTopology, senderIdentities } from './topology.js';
 import { nextOpening, scheduleOpen } from './schedule.js';
 
@@ -73,7 +73,7 @@ export class Router {
         reason: `Connector schedule: ${c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
       };
     }
-    if (c.queueForRemoteTriggeredDelivery.enabled) {
+    if (c.queueForRemoteTriggeredDelivery.enabled && !this.released(c.name, domain)) {
       return {
         queue: c.name,
         retryAt: now.getTime() + 3600_000,
@@ -165,6 +165,29 @@ export class Router {
       default:
         return hold(['no route']);
     }
+  }
+
+  private readonly releases = new Map<string, number>();
+
+  private released(connector: string, domain: string): boolean {
+    const until = this.releases.get(`${connector}|${domain.toLowerCase()}`) ?? 0;
+    return until > Date.now();
+  }
+
+  /**
+   * ETRN / ATRN: the connectors holding mail for remote triggered delivery whose address
+   * spaces cover `domain` are opened for it for `forMs` [RFC 1985, 003:534-539].
+   */
+  releaseRemoteTriggered(domain: string, forMs = 600_000): string[] {
+    const out: string[] = [];
+    for (const c of this.org.routingGroups.flatMap((g) => g.connectors)) {
+      if (c.type !== 'smtp' || !c.queueForRemoteTriggeredDelivery.enabled) continue;
+      const spaces = this.topology().connectors.find((x) => x.name === c.name)?.addressSpaces ?? [];
+      if (!spaces.some((a) => addressSpaceMatch(a.pattern, domain) >= 0)) continue;
+      this.releases.set(`${c.name}|${domain.toLowerCase()}`, Date.now() + forMs);
+      out.push(c.name);
+    }
+    return out;
   }
 
   /** Forget the cached view (link state changed). */

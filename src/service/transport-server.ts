@@ -14,6 +14,7 @@ import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
 import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
 import { QueuingEngine } from '../queue/engine.js';
+import { reply, type Reply } from '../smtp/status.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { Router } from '../routing/router.js';
 import { makeResolver } from '../delivery/remote/dns.js';
@@ -215,6 +216,26 @@ export class TransportServer {
           : undefined,
         log,
         onAccepted: (m) => this.accepted(m),
+        remoteTriggered: {
+          etrn: async (node) => this.etrn(node),
+          atrn: async (domains) => {
+            // ATRN reverses the connection; this server does not turn sessions around yet,
+            // so it starts delivery of the held mail instead and says so.
+            const list = domains
+              .split(',')
+              .map((d) => d.trim())
+              .filter(Boolean);
+            const replies = list.map((d) => this.etrn(d));
+            const started = replies.filter((r) => r.code === 250).length;
+            return started
+              ? reply(
+                  250,
+                  '2.0.0',
+                  `Delivery of held mail started for ${list.join(', ')}; the connection is not reversed`,
+                )
+              : reply(453, '4.3.0', 'You have no mail');
+          },
+        },
       });
       try {
         await runtime.listen();
@@ -284,6 +305,17 @@ export class TransportServer {
 
   /** Routing decisions for this server (connectors, routing groups, smart host, DNS). */
   router!: Router;
+
+  /** ETRN (RFC 1985): release mail held for remote triggered delivery to `node`. */
+  private etrn(node: string): Reply {
+    const domain = node.replace(/^[@#]/, '').toLowerCase();
+    if (node.startsWith('#')) return reply(458, '4.3.0', `Unable to queue messages for node ${node}`);
+    const connectors = this.router.releaseRemoteTriggered(domain);
+    if (!connectors.length) return reply(459, '4.7.0', `Node ${domain} not allowed: no queue is held for it`);
+    const waiting = this.engine.releaseHeld(connectors, domain);
+    if (!waiting) return reply(251, '2.0.0', `No messages waiting for node ${domain}`);
+    return reply(250, '2.0.0', `Queuing for node ${domain} started`);
+  }
 
   private accepted(m: SpooledMessage): void {
     const e = m.envelope;

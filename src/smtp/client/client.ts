@@ -37,6 +37,21 @@ export interface RecipientResult {
   reply: SmtpReply;
 }
 
+/**
+ * A failure the remote server replied with. `remoteReply` is that reply as it was received,
+ * for the DSN's Diagnostic-Code (RFC 3464 §2.3.6); the message says who said it, for people.
+ */
+export class RemoteReplyError extends TransportError {
+  constructor(
+    code: number,
+    status: string,
+    text: string,
+    readonly remoteReply: string,
+  ) {
+    super(code, status, text);
+  }
+}
+
 function hostFromReply(r: SmtpReply): string {
   return r.text;
 }
@@ -187,8 +202,13 @@ export class SmtpClient {
   }
 
   private read(): Promise<SmtpReply> {
-    if (this.closedError) return Promise.reject(this.closedError);
-    return new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    const p: Promise<SmtpReply> = this.closedError
+      ? Promise.reject(this.closedError)
+      : new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    // Pipelined replies are read ahead; one that is never awaited (the transaction failed
+    // earlier) must not become an unhandled rejection. Awaiting it still throws.
+    p.catch(() => undefined);
+    return p;
   }
 
   private write(line: string): void {
@@ -205,7 +225,10 @@ export class SmtpClient {
   private failure(r: SmtpReply, stage: string): TransportError {
     const code = r.code >= 400 && r.code < 600 ? r.code : 451;
     const status = r.status ?? (code >= 500 ? '5.0.0' : '4.0.0');
-    return new TransportError(code, status, `${this.o.host} said at ${stage}: ${hostFromReply(r)}`);
+    const text = `${this.o.host} said at ${stage}: ${hostFromReply(r)}`;
+    return code === r.code
+      ? new RemoteReplyError(code, status, text, r.text)
+      : new TransportError(code, status, text);
   }
 
   private async hello(): Promise<void> {
