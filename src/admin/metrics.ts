@@ -24,6 +24,7 @@ export class TransportMetrics {
   private readonly ndr: Counter;
   private readonly dsn: Counter;
   private readonly badmail: Counter;
+  private readonly filtered: Counter;
 
   constructor(sources: MetricSources) {
     const r = this.registry;
@@ -44,6 +45,7 @@ export class TransportMetrics {
     this.ndr = counter('recipients_ndr_total', "Recipients NDR'd, by enhanced status", ['status']);
     this.dsn = counter('dsn_generated_total', 'Delivery status notifications generated');
     this.badmail = counter('badmail_total', 'Messages set aside as badmail');
+    this.filtered = counter('filter_rejections_total', 'Sessions refused by a filter, by filter', ['filter']);
     new Gauge({
       name: 'bridgehead_queue_length',
       help: 'Messages in each queue',
@@ -94,6 +96,10 @@ export class TransportMetrics {
         this.deferred.inc(n);
         break;
       case 'FAIL':
+        if (e.source === 'FILTER') {
+          this.filtered.inc({ filter: e.messageInfo?.split(':')[0] ?? '' });
+          break;
+        }
         (e.recipientStatus ?? []).forEach((status) => this.ndr.inc({ status }));
         break;
       case 'DSN':

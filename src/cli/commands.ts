@@ -54,7 +54,9 @@ export function buildProgram(): Command {
       for (const w of loaded.warnings) process.stderr.write(`warning ${w.path}: ${w.message}\n`);
       // A fault in one session or delivery must not stop the transport: log it and go on.
       process.on('unhandledRejection', (reason) => {
-        process.stderr.write(`bridgehead: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}\n`);
+        process.stderr.write(
+          `bridgehead: unhandled rejection: ${(reason as Error)?.stack ?? String(reason)}\n`,
+        );
       });
       const server = new TransportServer(loaded, {
         serverName: opts.server,

@@ -17,6 +17,10 @@ import { QueuingEngine } from '../queue/engine.js';
 import { reply, type Reply } from '../smtp/status.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { Router } from '../routing/router.js';
+import { Filters } from '../hygiene/filters.js';
+import { BlockListChecker } from '../hygiene/blocklists.js';
+import { Greylist } from '../hygiene/greylist.js';
+import { SessionHygiene, type HygieneEvent } from '../hygiene/session-hygiene.js';
 import { makeResolver } from '../delivery/remote/dns.js';
 import { allServers } from '../config/load.js';
 import type { FastifyInstance } from 'fastify';
@@ -201,7 +205,36 @@ export class TransportServer {
     this.queueRecovery = await this.engine.recover(this.recovery.messages);
     if (!this.options.hold) this.engine.start();
     await this.startAdminApi();
+    const filters = new Filters(org.filters);
+    const grey = org.filters.greylisting;
+    if (this.server.virtualServers.some((v) => v.filters.greylisting)) {
+      await fsp.mkdir(path.join(this.dataDir, 'hygiene'), { recursive: true });
+      this.greylist = new Greylist(
+        path.join(this.dataDir, 'hygiene', 'greylist.db'),
+        grey.delay * 1000,
+        grey.expiry * 1000,
+        grey.whitelist,
+      );
+    }
     for (const vs of this.server.virtualServers) {
+      const anyFilter = Object.values(vs.filters).some(Boolean);
+      const hygiene = anyFilter
+        ? new SessionHygiene(
+            vs.filters,
+            filters,
+            org.filters.connection.blockLists.length
+              ? new BlockListChecker(
+                  org.filters.connection.blockLists,
+                  makeResolver(vs.delivery.externalDnsServers, 3000),
+                  this.eventLog.category('Connection Manager'),
+                )
+              : undefined,
+            this.greylist,
+            this.directory,
+            this.acceptedDomains,
+            (e) => this.filtered(vs.name, e),
+          )
+        : undefined;
       const runtime = new VirtualServerRuntime({
         serverName: this.server.name,
         fqdn: this.server.fqdn,
@@ -216,6 +249,8 @@ export class TransportServer {
           : undefined,
         log,
         onAccepted: (m) => this.accepted(m),
+        onArchived: (m, reason) => void this.archived(m, reason),
+        hygiene,
         remoteTriggered: {
           etrn: async (node) => this.etrn(node),
           atrn: async (domains) => {
@@ -317,6 +352,44 @@ export class TransportServer {
     return reply(250, '2.0.0', `Queuing for node ${domain} started`);
   }
 
+  private greylist: Greylist | undefined;
+
+  /** Every filter rejection is a tracking event (and so a counter). */
+  private filtered(virtualServer: string, e: HygieneEvent): void {
+    const v = e.verdict;
+    this.tracking.write({
+      event: 'FAIL',
+      source: 'FILTER',
+      internalMessageId: '',
+      sender: e.sender,
+      recipients: e.recipient ? [e.recipient] : [],
+      recipientStatus: v.action === 'reject' ? [v.status] : [],
+      clientIp: e.ip,
+      connectorId: `${this.server.name}\\${virtualServer}`,
+      messageInfo: `${e.stage}: ${v.action === 'reject' ? `${v.code} ${v.status} ${v.text}` : v.action === 'archive' ? v.reason : ''}`,
+      directionality: 'Incoming',
+    });
+  }
+
+  /** Sender filtering's "accept without notifying": the message goes straight to badmail. */
+  private async archived(m: SpooledMessage, reason: string): Promise<void> {
+    const dir = path.resolve(this.dataDir, this.server.virtualServers[0]!.messages.badmailDirectory);
+    await fsp.mkdir(dir, { recursive: true });
+    const target = path.join(dir, `${m.envelope.id}.bad`);
+    await fsp.rename(m.file, target).catch(() => undefined);
+    await fsp.writeFile(path.join(dir, `${m.envelope.id}.bdr`), `${reason}\n`).catch(() => undefined);
+    this.tracking.write({
+      event: 'BADMAIL',
+      source: 'FILTER',
+      internalMessageId: m.envelope.id,
+      messageId: m.envelope.messageId,
+      sender: m.envelope.sender,
+      recipients: m.envelope.recipients.map((r) => r.address),
+      clientIp: m.envelope.client.ip,
+      messageInfo: reason,
+    });
+  }
+
   private accepted(m: SpooledMessage): void {
     const e = m.envelope;
     this.tracking.write({
@@ -342,5 +415,6 @@ export class TransportServer {
     await this.engine?.stop();
     this.tracking?.close();
     await this.sendLog?.close();
+    this.greylist?.close();
   }
 }

@@ -9,6 +9,8 @@ export interface ParsedPath {
   /** Raw ESMTP parameters, keys upper-cased; value undefined for keyword-only. */
   params: Map<string, string | undefined>;
   utf8: boolean;
+  /** The path carried a source route ("@a,@b:user@c"), accepted and ignored. */
+  sourceRoute?: boolean;
 }
 
 // Printable ASCII atext per RFC 5322, plus UTF-8 (checked separately).
@@ -85,6 +87,7 @@ export function parsePath(arg: string, kind: 'sender' | 'recipient'): ParsedPath
     path = path.slice(routeEnd + 1);
   }
   const params = parseParams(split.rest, kind);
+  const sourceRoute = routeEnd !== -1;
   // eslint-disable-next-line no-control-regex
   const utf8 = /[^\x00-\x7f]/.test(path);
   if (path === '') {
@@ -104,7 +107,7 @@ export function parsePath(arg: string, kind: 'sender' | 'recipient'): ParsedPath
   if (!isValidLocalPart(localPart) || !isValidDomain(domain)) {
     throw new TransportError(501, status, 'Invalid address');
   }
-  return { address: path, localPart, domain, params, utf8 };
+  return { address: path, localPart, domain, params, utf8, ...(sourceRoute ? { sourceRoute } : {}) };
 }
 
 /** Decodes xtext (RFC 3461 §4): "+HH" escapes. */

@@ -10,6 +10,7 @@ import { decodeXtext, isValidXtext, parsePath } from '../address.js';
 import { newMessageId, type Envelope, type RecipientEnvelope, type SpoolWriter } from '../../queue/spool.js';
 import type { VirtualServerRuntime } from './virtual-server.js';
 import type { AuthenticatedIdentity } from '../../directory/directory.js';
+import type { HygieneSessionState } from '../../hygiene/session-hygiene.js';
 
 type Mode = 'command' | 'data' | 'bdat' | 'auth' | 'closed';
 
@@ -30,6 +31,8 @@ interface Transaction {
   header: HeaderScan;
   /** BDAT chunks so far (a failed BDAT poisons the rest of the transaction). */
   bdatFailed?: boolean;
+  /** Sender filter "accept without notifying the sender": the message goes to badmail. */
+  archive?: string;
 }
 
 /** Collects the header section while the message streams, for hop count and tracking. */
@@ -98,6 +101,7 @@ export class SmtpSession {
   private tlsActive = false;
   private identity: AuthenticatedIdentity | undefined;
   private tx: Transaction | undefined;
+  private readonly hygieneState: HygieneSessionState = {};
   private messagesAccepted = 0;
   private sessionBytes = 0;
   private errors = 0;
@@ -470,6 +474,11 @@ export class SmtpSession {
     if (!this.esmtp && path.params.size) {
       throw new TransportError(555, '5.5.4', 'Parameters need EHLO');
     }
+    const verdict = this.vs.hygiene?.atMail(this.remoteAddress, path.address, this.identity !== undefined);
+    if (verdict?.action === 'reject') {
+      throw new TransportError(verdict.code, verdict.status, verdict.text, verdict.drop ?? false);
+    }
+    if (verdict?.action === 'archive') tx.archive = verdict.reason;
     this.tx = tx;
     this.send(reply(250, '2.1.0', `${path.address}....Sender OK`));
   }
@@ -508,9 +517,26 @@ export class SmtpSession {
     }
     // "Postmaster" without a domain is always ours (RFC 5321 §4.5.1).
     const local = path.domain === '' || this.vs.acceptedDomains.match(path.domain) !== undefined;
-    if (!local && !this.relayPermitted()) {
+    const mayRelay = this.relayPermitted();
+    // Relay tricks addressed to a local domain (percent hack, bang path, quoted "@",
+    // source routes) are refused to anyone who may not relay anyway.
+    const routed = /[%!@]/.test(path.localPart) || path.sourceRoute === true;
+    if ((!local || routed) && !mayRelay) {
       tx.rejectedRecipients++;
       throw new TransportError(550, '5.7.1', `Unable to relay for ${path.address}`);
+    }
+    if (this.vs.hygiene && path.domain) {
+      const verdict = await this.vs.hygiene.atRcpt(
+        this.hygieneState,
+        this.remoteAddress,
+        tx.sender,
+        path.address,
+        this.identity !== undefined,
+      );
+      if (verdict.action === 'reject') {
+        tx.rejectedRecipients++;
+        throw new TransportError(verdict.code, verdict.status, verdict.text, verdict.drop ?? false);
+      }
     }
     tx.recipients.push(rcpt);
     this.send(reply(250, '2.1.5', path.address));
@@ -679,11 +705,24 @@ export class SmtpSession {
       return;
     }
     this.applyHeaderFacts(writer.envelope, fields);
+    const headerVerdict = this.vs.hygiene?.atData(
+      this.remoteAddress,
+      writer.envelope.headerFrom,
+      this.identity !== undefined,
+    );
+    if (headerVerdict?.action === 'reject') {
+      await writer.abort();
+      this.send(reply(headerVerdict.code, headerVerdict.status, headerVerdict.text));
+      if (headerVerdict.drop) this.close();
+      return;
+    }
+    const archive = tx.archive ?? (headerVerdict?.action === 'archive' ? headerVerdict.reason : undefined);
     try {
       const spooled = await writer.commit();
       this.messagesAccepted++;
       this.send(reply(250, '2.6.0', `<${writer.envelope.id}@${this.vs.fqdn}> Queued mail for delivery`));
-      this.vs.accepted(spooled);
+      if (archive) this.vs.archived(spooled, archive);
+      else this.vs.accepted(spooled);
     } catch (err) {
       await writer.abort();
       this.vs.log.error({ err, id: writer.envelope.id }, 'cannot write message to the spool');

@@ -12,6 +12,7 @@ import type { Spool, SpooledMessage } from '../../queue/spool.js';
 import type { ProtocolLog } from '../../logs/protocol-log.js';
 import { formatReply, reply, type Reply } from '../status.js';
 import { SmtpSession } from './session.js';
+import type { SessionHygiene } from '../../hygiene/session-hygiene.js';
 
 /** ETRN / ATRN answers come from the queue side; until it holds mail, nothing waits. */
 export interface RemoteTriggeredDelivery {
@@ -44,6 +45,10 @@ export interface VirtualServerDeps {
   remoteTriggered?: RemoteTriggeredDelivery;
   /** Hands an acknowledged message to the queuing engine. */
   onAccepted?: (message: SpooledMessage) => void;
+  /** A message the sender filter accepts silently: it goes to badmail, not to the queues. */
+  onArchived?: (message: SpooledMessage, reason: string) => void;
+  /** Connection, sender and recipient filters switched on for this virtual server. */
+  hygiene?: SessionHygiene;
 }
 
 export class VirtualServerRuntime {
@@ -62,6 +67,8 @@ export class VirtualServerRuntime {
   private readonly connectionList: IpRangeList;
   private readonly sessions = new Set<SmtpSession>();
   private readonly onAccepted: ((message: SpooledMessage) => void) | undefined;
+  private readonly onArchived: ((message: SpooledMessage, reason: string) => void) | undefined;
+  readonly hygiene: SessionHygiene | undefined;
   private server: net.Server | undefined;
   accepted_total = 0;
 
@@ -77,6 +84,8 @@ export class VirtualServerRuntime {
     this.log = deps.log;
     this.remoteTriggered = deps.remoteTriggered ?? noHeldQueues;
     this.onAccepted = deps.onAccepted;
+    this.onArchived = deps.onArchived;
+    this.hygiene = deps.hygiene;
     this.relayList = new IpRangeList(deps.config.relay.list);
     this.connectionList = new IpRangeList(deps.config.connectionControl.list);
     const limits = [deps.config.messages.maxRecipientsPerMessage, deps.orgMaxRecipients].filter(
@@ -136,6 +145,10 @@ export class VirtualServerRuntime {
 
   sessionEnded(session: SmtpSession): void {
     this.sessions.delete(session);
+  }
+
+  archived(message: SpooledMessage, reason: string): void {
+    this.onArchived?.(message, reason);
   }
 
   accepted(message: SpooledMessage): void {
