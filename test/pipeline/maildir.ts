@@ -1,0 +1,81 @@
+// Reads the Maildirs a server delivers into (<dataDir>/mailboxes/<store>/<address>/new) and
+// waits, with a bounded deadline, for messages to appear there.
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+export interface MaildirMessage {
+  name: string;
+  file: string;
+  content: Buffer;
+}
+
+/** Same slug rule as the store driver (src/delivery/local/maildir.ts). */
+function slug(s: string): string {
+  return s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
+}
+
+export function mailboxDir(dataDir: string, address: string, store = 'Mailbox Store'): string {
+  return path.join(dataDir, 'mailboxes', slug(store), slug(address.toLowerCase()));
+}
+
+/** File names in new/ (sorted); empty when the mailbox does not exist yet. */
+export function listNew(dataDir: string, address: string, store?: string): string[] {
+  try {
+    return readdirSync(path.join(mailboxDir(dataDir, address, store), 'new')).sort();
+  } catch {
+    return [];
+  }
+}
+
+/** Messages in new/ whose file name starts with `prefix` (a queue id, say). */
+export function readNew(dataDir: string, address: string, prefix = '', store?: string): MaildirMessage[] {
+  const dir = path.join(mailboxDir(dataDir, address, store), 'new');
+  return listNew(dataDir, address, store)
+    .filter((n) => n.startsWith(prefix))
+    .map((name) => {
+      const file = path.join(dir, name);
+      return { name, file, content: readFileSync(file) };
+    });
+}
+
+/** Copies of queue message `id` in a mailbox (Maildir names are "<id>.<row>.<host>,S=<size>"). */
+export function copiesOf(dataDir: string, address: string, id: string, store?: string): number {
+  return listNew(dataDir, address, store).filter((n) => n.startsWith(`${id}.`)).length;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Polls `probe` until it returns a value other than undefined/false, or fails at the deadline. */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | undefined | false | Promise<T | undefined | false>,
+  timeoutMs = 10_000,
+  intervalMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(intervalMs);
+  }
+}
+
+/** Waits until at least `count` messages starting with `prefix` are in the mailbox's new/. */
+export function waitForMessages(
+  dataDir: string,
+  address: string,
+  prefix: string,
+  count = 1,
+  timeoutMs = 10_000,
+  store?: string,
+): Promise<MaildirMessage[]> {
+  return waitFor(
+    `${count} message(s) ${prefix}* in ${address}`,
+    () => {
+      const found = readNew(dataDir, address, prefix, store);
+      return found.length >= count ? found : undefined;
+    },
+    timeoutMs,
+  );
+}
