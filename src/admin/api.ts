@@ -20,6 +20,7 @@ export interface AdminDeps {
   token?: string;
   readOnlyToken?: string;
   info: () => Record<string, unknown>;
+  linkState: () => Record<string, unknown> | undefined;
 }
 
 const STATES: QueueState[] = ['Ready', 'Active', 'Retry', 'Scheduled', 'Remote', 'Frozen'];
@@ -88,6 +89,11 @@ export function buildAdminApi(d: AdminDeps): FastifyInstance {
 
   app.get('/api/v1/openapi.json', async () => openApiDocument());
   app.get('/api/v1/server', async () => ({ name: d.serverName, fqdn: d.fqdn, ...d.info() }));
+  app.get('/api/v1/linkstate', async () => {
+    const ls = d.linkState();
+    if (!ls) throw new HttpError(404, 'this organisation has one server: there is no link state to exchange');
+    return ls;
+  });
 
   // ---- queues
   app.get('/api/v1/queues', async () => d.engine.listQueues());

@@ -215,6 +215,13 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
     });
   });
 
+  if (servers.length > 1 && !org.organisation.secret) {
+    warnings.push({
+      path: 'organisation.secret',
+      message:
+        'several servers but no organisation secret: servers cannot authenticate to each other (link state, relay)',
+    });
+  }
   const fqdns = new Set(servers.map((s) => s.server.fqdn.toLowerCase()));
   org.recipientPolicies.forEach((policy, pi) => {
     policy.addresses.forEach((a, ai) => {

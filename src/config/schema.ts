@@ -456,6 +456,16 @@ export const organisationSchema = z.strictObject({
       maxRecipientsPerMessage: z.number().int().positive().nullable().default(5000),
       maxSendSizeKb: sizeKb.default(null),
       maxReceiveSizeKb: sizeKb.default(null),
+      linkState: z
+        .strictObject({
+          /** Members poll their routing group master this often [003:9040]. */
+          pollInterval: duration.prefault('5m'),
+          /** The master probes its routing group connectors and exchanges tables this often. */
+          probeInterval: duration.prefault('60s'),
+          /** A connector that changes state more than once in this window stays up. */
+          dampingWindow: duration.prefault('10m'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   routingGroups: z.array(routingGroupSchema).min(1, 'an organisation needs at least one routing group'),

@@ -1457,6 +1457,15 @@ export class QueuingEngine {
     return info.changes + pending.n;
   }
 
+  /** Routes held mail again now (link state changed: a connector or a server came back). */
+  retryHeld(): void {
+    this.sql(
+      `UPDATE recipients SET next_attempt = 0 WHERE next_hop = 'hold' AND state = 'retry'
+      AND last_error NOT LIKE 'Connector schedule%'`,
+    ).run();
+    if (this.started) this.routingStage.kick();
+  }
+
   /** Force connection: every recipient waiting for a retry in `queue` (or all) is due now. */
   retryNow(queue?: string): number {
     const info = queue

@@ -18,6 +18,8 @@ export class Router {
     serverName: string,
     /** Link state: which servers are up (all, until link state says otherwise). */
     private readonly serverUp: (name: string) => boolean = () => true,
+    /** Link state: connector states the owning routing group's master has published. */
+    private readonly connectorState: (name: string) => 'up' | 'down' | undefined = () => undefined,
   ) {
     const found = allServers(org).find((s) => s.server.name.toLowerCase() === serverName.toLowerCase());
     if (!found) throw new Error(`no server ${serverName} in the organisation`);
@@ -28,7 +30,7 @@ export class Router {
 
   /** The organisation as routing sees it (every server assumed up until link state says otherwise). */
   topology(): Topology {
-    this.topologyView ??= buildTopology(this.org, this.serverUp);
+    this.topologyView ??= buildTopology(this.org, this.serverUp, this.connectorState);
     return this.topologyView;
   }
 

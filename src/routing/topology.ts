@@ -7,6 +7,7 @@ import { parseAddressSpace, type ConnectorView, type Topology } from './routing.
 export function buildTopology(
   org: OrganisationConfig,
   serverUp: (name: string) => boolean = () => true,
+  connectorState: (name: string) => 'up' | 'down' | undefined = () => undefined,
 ): Topology {
   const servers = org.routingGroups.flatMap((g) =>
     g.servers.map((s) => ({ name: s.name, group: g.name, up: serverUp(s.name) })),
@@ -19,7 +20,7 @@ export function buildTopology(
         cost: c.cost,
         localBridgeheads: c.localBridgeheads,
         restrictions: c.deliveryRestrictions,
-        state: 'up' as const,
+        state: connectorState(c.name) ?? ('up' as const),
       };
       if (c.type === 'routingGroup') {
         return {

@@ -17,6 +17,7 @@ import { QueuingEngine } from '../queue/engine.js';
 import { reply, type Reply } from '../smtp/status.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { Router } from '../routing/router.js';
+import { LinkStateService } from '../linkstate/service.js';
 import { Filters } from '../hygiene/filters.js';
 import { BlockListChecker } from '../hygiene/blocklists.js';
 import { Greylist } from '../hygiene/greylist.js';
@@ -141,7 +142,34 @@ export class TransportServer {
       this.server.messageTracking,
     );
     this.tracking.prune();
-    this.router = new Router(org, this.server.name);
+    const servers = allServers(org);
+    if (servers.length > 1) {
+      const ls = org.organisation.linkState;
+      this.linkState = new LinkStateService({
+        org,
+        self: this.server,
+        group: selectServer(org, this.server.name).group,
+        log: this.eventLog.category('Link State'),
+        pollIntervalMs: ls.pollInterval * 1000,
+        probeIntervalMs: ls.probeInterval * 1000,
+        dampingWindowMs: ls.dampingWindow * 1000,
+        heloName: first.delivery.fqdn ?? this.server.fqdn,
+        // A new table changes routes for new mail, and held mail is looked at again.
+        onChange: () => {
+          this.router?.invalidate();
+          this.engine?.retryHeld();
+        },
+      });
+    }
+    const linkState = this.linkState;
+    this.router = linkState
+      ? new Router(
+          org,
+          this.server.name,
+          (n) => linkState.serverUp(n),
+          (c) => linkState.connectorState(c),
+        )
+      : new Router(org, this.server.name);
     const local = first.delivery.local;
     const d = first.delivery;
     const policy = (p: typeof local) => ({
@@ -205,6 +233,14 @@ export class TransportServer {
     this.queueRecovery = await this.engine.recover(this.recovery.messages);
     if (!this.options.hold) this.engine.start();
     await this.startAdminApi();
+    if (this.linkState) {
+      try {
+        await this.linkState.start();
+      } catch (err) {
+        this.linkStateError = `link state port ${this.server.address}:${this.server.linkStatePort}: ${(err as Error).message}`;
+        this.eventLog.category('Link State').error(this.linkStateError);
+      }
+    }
     const filters = new Filters(org.filters);
     const grey = org.filters.greylisting;
     if (this.server.virtualServers.some((v) => v.filters.greylisting)) {
@@ -251,6 +287,8 @@ export class TransportServer {
         onAccepted: (m) => this.accepted(m),
         onArchived: (m, reason) => void this.archived(m, reason),
         hygiene,
+        ...(this.linkState ? { linkState: this.linkState } : {}),
+        organisationServers: allServers(org).map((x) => x.server.name),
         remoteTriggered: {
           etrn: async (node) => this.etrn(node),
           atrn: async (domains) => {
@@ -315,6 +353,16 @@ export class TransportServer {
       metrics,
       token: cfg.token,
       readOnlyToken: cfg.readOnlyToken,
+      linkState: () =>
+        this.linkState
+          ? {
+              master: this.linkState.masterName,
+              isMaster: this.linkState.isMaster,
+              port: this.linkState.port,
+              digest: this.linkState.digest,
+              table: this.linkState.table,
+            }
+          : undefined,
       info: () => ({
         uptimeSeconds: Math.round((Date.now() - this.startedAt) / 1000),
         dataDir: this.dataDir,
@@ -353,6 +401,8 @@ export class TransportServer {
   }
 
   private greylist: Greylist | undefined;
+  linkState: LinkStateService | undefined;
+  linkStateError: string | undefined;
 
   /** Every filter rejection is a tracking event (and so a counter). */
   private filtered(virtualServer: string, e: HygieneEvent): void {
@@ -410,6 +460,7 @@ export class TransportServer {
   }
 
   async stop(): Promise<void> {
+    await this.linkState?.stop();
     await this.admin?.close();
     await Promise.all(this.virtualServers.map((v) => v.close()));
     await this.engine?.stop();

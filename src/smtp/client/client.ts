@@ -186,7 +186,8 @@ export class SmtpClient {
     for (;;) {
       const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(this.buffer);
       if (!m) {
-        if (this.buffer.length > 64 * 1024) this.fail(new TransportError(451, '4.5.0', 'Reply too long'));
+        if (this.buffer.length > 4 * 1024 * 1024)
+          this.fail(new TransportError(451, '4.5.0', 'Reply too long'));
         return;
       }
       this.buffer = this.buffer.slice(m[1]!.length);

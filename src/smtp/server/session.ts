@@ -338,6 +338,10 @@ export class SmtpSession {
         case 'TURN':
         case 'ATRN':
           return await this.atrn(verb, arg);
+        case 'X-LINK2STATE':
+          return this.xLink2State(arg);
+        case 'XEXCH50':
+          return this.xexch50();
         default:
           this.send(reply(500, '5.3.3', 'Unrecognized command'));
           return this.countError();
@@ -373,7 +377,9 @@ export class SmtpSession {
     if (this.config.vrfy) lines.push('VRFY');
     if (this.vs.tlsContext && !this.tlsActive) lines.push('STARTTLS');
     if (this.authOffered()) lines.push('AUTH LOGIN PLAIN');
-    lines.push('SMTPUTF8', 'OK');
+    lines.push('SMTPUTF8');
+    if (this.vs.linkState && this.config.exchangeVerbs) lines.push('X-LINK2STATE');
+    lines.push('OK');
     this.send(reply(250, undefined, lines));
   }
 
@@ -892,6 +898,42 @@ export class SmtpSession {
     }
     if (initial !== undefined) return loginUser(initial);
     prompt(AUTH_PROMPT_USER, loginUser);
+  }
+
+  /** Is this session authenticated as a server of the organisation (organisation secret)? */
+  private get fromOrganisationServer(): boolean {
+    return (
+      this.identity !== undefined &&
+      this.identity.primaryAddress === '' &&
+      this.vs.isServer(this.identity.name)
+    );
+  }
+
+  private linkStateConversation: ((args: string) => Reply) | undefined;
+
+  /** Link state exchange between bridgeheads, after EHLO and AUTH, before MAIL [003:9040-9230]. */
+  private xLink2State(arg: string): void {
+    if (!this.vs.linkState || !this.config.exchangeVerbs) {
+      this.send(reply(500, '5.3.3', 'Unrecognized command'));
+      return this.countError();
+    }
+    this.requireHello();
+    if (!this.fromOrganisationServer) throw new TransportError(504, '5.7.4', 'Need to authenticate first');
+    if (this.tx) throw new TransportError(503, '5.5.1', 'X-LINK2STATE not allowed during a mail transaction');
+    this.linkStateConversation ??= this.vs.linkState.session();
+    this.send(this.linkStateConversation(arg));
+  }
+
+  /**
+   * XEXCH50 (Exchange message properties): refused from anonymous sessions unless
+   * configured. Bridgehead servers carry properties in the envelope and never send it.
+   */
+  private xexch50(): void {
+    this.requireHello();
+    if (!this.fromOrganisationServer && !this.config.xexch50FromAnonymous) {
+      throw new TransportError(504, '5.7.4', 'Need to authenticate first');
+    }
+    throw new TransportError(502, '5.5.1', 'XEXCH50 properties are not used by this server');
   }
 
   private async etrn(arg: string): Promise<void> {

@@ -49,6 +49,10 @@ export interface VirtualServerDeps {
   onArchived?: (message: SpooledMessage, reason: string) => void;
   /** Connection, sender and recipient filters switched on for this virtual server. */
   hygiene?: SessionHygiene;
+  /** Link state (organisations of more than one server): answers X-LINK2STATE. */
+  linkState?: { session(): (args: string) => Reply };
+  /** Names of the organisation's servers (they authenticate with the organisation secret). */
+  organisationServers?: string[];
 }
 
 export class VirtualServerRuntime {
@@ -69,6 +73,8 @@ export class VirtualServerRuntime {
   private readonly onAccepted: ((message: SpooledMessage) => void) | undefined;
   private readonly onArchived: ((message: SpooledMessage, reason: string) => void) | undefined;
   readonly hygiene: SessionHygiene | undefined;
+  readonly linkState: { session(): (args: string) => Reply } | undefined;
+  private readonly servers: Set<string>;
   private server: net.Server | undefined;
   accepted_total = 0;
 
@@ -86,6 +92,8 @@ export class VirtualServerRuntime {
     this.onAccepted = deps.onAccepted;
     this.onArchived = deps.onArchived;
     this.hygiene = deps.hygiene;
+    this.linkState = deps.linkState;
+    this.servers = new Set((deps.organisationServers ?? []).map((n) => n.toLowerCase()));
     this.relayList = new IpRangeList(deps.config.relay.list);
     this.connectionList = new IpRangeList(deps.config.connectionControl.list);
     const limits = [deps.config.messages.maxRecipientsPerMessage, deps.orgMaxRecipients].filter(
@@ -145,6 +153,10 @@ export class VirtualServerRuntime {
 
   sessionEnded(session: SmtpSession): void {
     this.sessions.delete(session);
+  }
+
+  isServer(name: string): boolean {
+    return this.servers.has(name.toLowerCase());
   }
 
   archived(message: SpooledMessage, reason: string): void {

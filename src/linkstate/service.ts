@@ -1,0 +1,431 @@
+// Link state on one server [003:8754-9230].
+//
+// Inside a routing group: the routing group master (the group's `master`, else its first
+// server) listens on the link state port (691 in the guide; servers[].linkStatePort). Members
+// attach over TCP, prove they know the organisation secret (HMAC of a nonce), receive the
+// table, and poll every `pollInterval`. The master marks a member up while it is attached and
+// down when it goes (a minor update); a member keeps its last table when the master is gone
+// (no automatic master fail-over).
+//
+// Between routing groups: the master probes the remote bridgeheads of its group's routing
+// group connectors with an SMTP session (EHLO, STARTTLS, AUTH with the organisation secret,
+// then X-LINK2STATE). A connector is down when none of its remote bridgeheads answers
+// (oscillation damping keeps a flapping connector up). The same session compares digests and
+// exchanges the tables in chunks when they differ; whatever a member learns that way it
+// forwards to its master, which pushes it to the group.
+import net from 'node:net';
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { OrganisationConfig, RoutingGroupConfig, ServerConfig } from '../config/schema.js';
+import { allServers } from '../config/load.js';
+import { dampedState } from '../routing/routing.js';
+import { SmtpClient } from '../smtp/client/client.js';
+import { buildTopology } from '../routing/topology.js';
+import {
+  bump,
+  canonical,
+  digest,
+  fromChunks,
+  mergeTables,
+  toChunks,
+  type GroupState,
+  type LinkStateTable,
+} from './table.js';
+import { createHash } from 'node:crypto';
+
+export interface LinkStateOptions {
+  org: OrganisationConfig;
+  self: ServerConfig;
+  group: RoutingGroupConfig;
+  log: Logger;
+  /** Member poll interval (5 minutes in the guide). */
+  pollIntervalMs: number;
+  /** How often the master probes its routing group connectors and exchanges tables. */
+  probeIntervalMs: number;
+  dampingWindowMs: number;
+  heloName: string;
+  onChange: (table: LinkStateTable) => void;
+}
+
+function proof(secret: string, nonce: string, server: string): string {
+  return createHmac('sha256', secret).update(`${nonce}|${server}`).digest('hex');
+}
+
+function configDigest(org: OrganisationConfig): string {
+  return createHash('md5')
+    .update(canonical(buildTopology(org)))
+    .digest('hex')
+    .slice(0, 12);
+}
+
+export class LinkStateService {
+  table: LinkStateTable = { groups: {} };
+  readonly isMaster: boolean;
+  readonly masterName: string;
+  private server: net.Server | undefined;
+  private readonly members = new Map<string, net.Socket>();
+  private memberSocket: net.Socket | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
+  private readonly history = new Map<string, number[]>();
+  private probing = false;
+  /** The first probe sets the starting states; only later changes count for damping. */
+  private probed = false;
+  /** Listening port of the master (the configured one, or the one bound when 0). */
+  port = 0;
+
+  constructor(private readonly o: LinkStateOptions) {
+    this.masterName = o.group.master ?? o.group.servers[0]!.name;
+    this.isMaster = this.masterName.toLowerCase() === o.self.name.toLowerCase();
+  }
+
+  private get secret(): string {
+    return this.o.org.organisation.secret ?? '';
+  }
+
+  get digest(): string {
+    return digest(this.table);
+  }
+
+  private own(): GroupState | undefined {
+    return this.table.groups[this.o.group.name];
+  }
+
+  private setTable(t: LinkStateTable): void {
+    const before = digest(this.table);
+    this.table = t;
+    if (digest(t) !== before) this.o.onChange(t);
+  }
+
+  async start(): Promise<void> {
+    if (this.isMaster) {
+      const g: GroupState = {
+        name: this.o.group.name,
+        master: this.masterName,
+        version: { major: 1, minor: 0, user: 0 },
+        config: configDigest(this.o.org),
+        servers: Object.fromEntries(
+          this.o.group.servers.map((s) => [s.name, s.name === this.o.self.name ? 'up' : 'down'] as const),
+        ),
+        connectors: Object.fromEntries(this.o.group.connectors.map((c) => [c.name, 'up'] as const)),
+      };
+      this.setTable({ groups: { ...this.table.groups, [g.name]: g } });
+      await this.listen();
+      this.every(this.o.probeIntervalMs, () => void this.probe());
+      void this.probe();
+    } else {
+      this.attach();
+      this.every(this.o.pollIntervalMs, () => this.send(this.memberSocket, { t: 'poll' }));
+    }
+  }
+
+  private every(ms: number, fn: () => void): void {
+    const t = setInterval(fn, ms);
+    t.unref();
+    this.timers.push(t);
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.timers) clearInterval(t);
+    this.memberSocket?.destroy();
+    for (const s of this.members.values()) s.destroy();
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private send(socket: net.Socket | undefined, msg: unknown): void {
+    if (socket && !socket.destroyed) socket.write(`${JSON.stringify(msg)}\n`);
+  }
+
+  private lines(socket: net.Socket, onLine: (msg: Record<string, unknown>) => void): void {
+    let buf = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (d: string) => {
+      buf += d;
+      if (buf.length > 16 * 1024 * 1024) socket.destroy();
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) !== -1) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        try {
+          onLine(JSON.parse(line) as Record<string, unknown>);
+        } catch {
+          socket.destroy();
+          return;
+        }
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- master side
+
+  private listen(): Promise<void> {
+    const server = net.createServer((socket) => this.onMember(socket));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.o.self.linkStatePort, this.o.self.address, () => {
+        server.off('error', reject);
+        this.port = (server.address() as net.AddressInfo).port;
+        resolve();
+      });
+    });
+  }
+
+  private onMember(socket: net.Socket): void {
+    socket.on('error', () => undefined);
+    const nonce = randomBytes(16).toString('hex');
+    let member: string | undefined;
+    this.send(socket, { t: 'challenge', nonce });
+    const timeout = setTimeout(() => socket.destroy(), 10_000);
+    this.lines(socket, (msg) => {
+      if (!member) {
+        const name = String(msg.server ?? '');
+        const known = this.o.group.servers.find((s) => s.name === name && s.name !== this.o.self.name);
+        const expected = Buffer.from(proof(this.secret, nonce, name));
+        const got = Buffer.from(String(msg.proof ?? ''));
+        if (
+          msg.t !== 'hello' ||
+          !known ||
+          expected.length !== got.length ||
+          !timingSafeEqual(expected, got)
+        ) {
+          this.o.log.warn({ server: name }, 'link state: member failed to authenticate');
+          socket.destroy();
+          return;
+        }
+        clearTimeout(timeout);
+        member = name;
+        this.members.get(name)?.destroy();
+        this.members.set(name, socket);
+        this.setServerState(name, 'up');
+        this.send(socket, { t: 'table', table: this.table });
+        return;
+      }
+      if (msg.t === 'poll') this.send(socket, { t: 'table', table: this.table });
+      if (msg.t === 'foreign' && msg.table) this.learn(msg.table as LinkStateTable);
+    });
+    socket.on('close', () => {
+      clearTimeout(timeout);
+      if (member && this.members.get(member) === socket) {
+        this.members.delete(member);
+        if (!this.stopped) this.setServerState(member, 'down');
+      }
+    });
+  }
+
+  private setServerState(name: string, state: 'up' | 'down'): void {
+    const g = this.own();
+    if (!g || g.servers[name] === state) return;
+    // A server coming and going is an up/down change (minor): routes depend on it.
+    const next = bump({ ...g, servers: { ...g.servers, [name]: state } }, 'minor');
+    this.publish(next);
+  }
+
+  private publish(g: GroupState): void {
+    this.setTable({ groups: { ...this.table.groups, [g.name]: g } });
+    for (const s of this.members.values()) this.send(s, { t: 'table', table: this.table });
+    void this.probe();
+  }
+
+  /** Tables learned from other routing groups (directly or through a member). */
+  learn(incoming: LinkStateTable): void {
+    const { table, changed } = mergeTables(
+      this.table,
+      incoming,
+      this.isMaster ? this.o.group.name : undefined,
+    );
+    if (!changed.length) return;
+    this.setTable(table);
+    if (this.isMaster) {
+      for (const s of this.members.values()) this.send(s, { t: 'table', table: this.table });
+      void this.probe();
+    } else {
+      this.send(this.memberSocket, { t: 'foreign', table: incoming });
+    }
+  }
+
+  /** Probes every routing group connector of this group and exchanges tables over it. */
+  private async probe(): Promise<void> {
+    if (!this.isMaster || this.probing || this.stopped) return;
+    this.probing = true;
+    try {
+      const servers = allServers(this.o.org).map((s) => s.server);
+      const now = Date.now();
+      const observed: Record<string, 'up' | 'down'> = {};
+      for (const c of this.o.group.connectors) {
+        if (c.type !== 'routingGroup') continue;
+        let up = false;
+        for (const name of c.remoteBridgeheads) {
+          const target = servers.find((s) => s.name === name.split('/')[0]);
+          if (!target) continue;
+          if (await this.exchange(target)) {
+            up = true;
+            break;
+          }
+        }
+        observed[c.name] = up ? 'up' : 'down';
+      }
+      const g = this.own();
+      if (!g) return;
+      this.probed = true;
+      const connectors = { ...g.connectors };
+      let changed = false;
+      for (const [name, state] of Object.entries(observed)) {
+        const prior = g.connectors[name] ?? 'up';
+        const hist = this.history.get(name) ?? [];
+        if (state !== prior && this.probed) {
+          hist.push(now);
+          this.history.set(name, hist);
+        }
+        // Oscillation damping: a connector that changed more than once in the window stays up.
+        const next = state === 'down' ? dampedState('down', hist, now, this.o.dampingWindowMs) : 'up';
+        if (next !== prior) {
+          connectors[name] = next;
+          changed = true;
+          this.o.log.info({ connector: name, state: next }, 'link state: connector state changed');
+        }
+      }
+      if (changed) {
+        this.probing = false;
+        this.publish(bump({ ...g, connectors }, 'minor'));
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  /** One SMTP session to a remote bridgehead: authenticate, compare digests, swap tables. */
+  private async exchange(target: ServerConfig): Promise<boolean> {
+    const client = new SmtpClient({
+      host: target.address,
+      port: target.virtualServers[0]!.port,
+      heloName: this.o.heloName,
+      tls: 'opportunistic',
+      verifyCertificate: false,
+      ...(this.secret ? { auth: { username: this.o.self.name, password: this.secret } } : {}),
+      timeoutMs: 5000,
+    });
+    try {
+      await client.open();
+      if (!client.extensions.has('X-LINK2STATE')) return true;
+      const r = await client.command(`X-LINK2STATE DIGEST ${this.digest}`);
+      if (r.code === 354) {
+        const chunks = toChunks(this.table);
+        for (const [i, chunk] of chunks.entries()) {
+          const kind = i === chunks.length - 1 ? 'LAST' : i === 0 ? 'FIRST' : 'NEXT';
+          const cr = await client.command(`X-LINK2STATE ${kind} CHUNK ${chunk}`);
+          if (cr.code >= 400) break;
+        }
+      }
+      if (r.code === 354 || r.code === 250) {
+        const mine = this.digest;
+        const theirs = r.lines[0]?.split(' ').pop();
+        if (theirs !== mine) {
+          const sr = await client.command('X-LINK2STATE SEND');
+          if (sr.code === 250) {
+            const chunks = sr.lines.map((l) => l.replace(/^(FIRST|NEXT|LAST) CHUNK ?/, ''));
+            const t = fromChunks(chunks);
+            if (t) this.learn(t);
+          }
+        }
+      }
+      return true;
+    } catch {
+      return false;
+    } finally {
+      await client.quit();
+    }
+  }
+
+  // ---------------------------------------------------------------- member side
+
+  private attach(): void {
+    if (this.stopped) return;
+    const master = allServers(this.o.org).find((s) => s.server.name === this.masterName)?.server;
+    if (!master) return;
+    const socket = net.connect({ host: master.address, port: master.linkStatePort });
+    this.memberSocket = socket;
+    socket.on('error', () => undefined);
+    this.lines(socket, (msg) => {
+      if (msg.t === 'challenge') {
+        this.send(socket, {
+          t: 'hello',
+          server: this.o.self.name,
+          proof: proof(this.secret, String(msg.nonce), this.o.self.name),
+        });
+      } else if (msg.t === 'table' && msg.table) {
+        // The master's table is authoritative for the group; keep what we know of others
+        // when it is newer.
+        const t = msg.table as LinkStateTable;
+        const merged = mergeTables(t, this.table);
+        this.setTable(merged.table);
+      }
+    });
+    socket.on('close', () => {
+      if (this.memberSocket === socket) this.memberSocket = undefined;
+      // Keep the last table; try the master again a little later.
+      if (!this.stopped) setTimeout(() => this.attach(), Math.min(5000, this.o.pollIntervalMs)).unref();
+    });
+  }
+
+  // ---------------------------------------------------------------- SMTP verb (receiving side)
+
+  /** State of one X-LINK2STATE conversation inside an SMTP session. */
+  session(): (args: string) => { code: number; status?: string; text: string | string[] } {
+    let chunks: string[] = [];
+    return (args: string) => {
+      const [word = '', ...rest] = args.trim().split(/\s+/);
+      const verb = word.toUpperCase();
+      if (verb === 'DIGEST') {
+        const theirs = rest[0] ?? '';
+        chunks = [];
+        return theirs === this.digest
+          ? { code: 250, status: '2.0.0', text: `DONE ${this.digest}` }
+          : { code: 354, text: `MORE ${this.digest}` };
+      }
+      if (verb === 'FIRST' || verb === 'NEXT' || verb === 'LAST') {
+        if (verb === 'FIRST') chunks = [];
+        chunks.push(rest.slice(1).join(''));
+        if (chunks.length > 10_000) return { code: 552, status: '5.3.4', text: 'Link state table too large' };
+        if (verb !== 'LAST') return { code: 354, text: 'MORE' };
+        const t = fromChunks(chunks);
+        chunks = [];
+        if (!t) return { code: 501, status: '5.5.4', text: 'Link state table could not be read' };
+        this.learn(t);
+        return { code: 250, status: '2.0.0', text: `DONE ${this.digest}` };
+      }
+      if (verb === 'SEND') {
+        const parts = toChunks(this.table);
+        return {
+          code: 250,
+          text: parts.map(
+            (c, i) => `${i === parts.length - 1 ? 'LAST' : i === 0 ? 'FIRST' : 'NEXT'} CHUNK ${c}`,
+          ),
+        };
+      }
+      return {
+        code: 501,
+        status: '5.5.4',
+        text: 'Syntax: X-LINK2STATE DIGEST|FIRST CHUNK|NEXT CHUNK|LAST CHUNK|SEND',
+      };
+    };
+  }
+
+  /** Server and connector states as routing reads them. */
+  serverUp(name: string): boolean {
+    for (const g of Object.values(this.table.groups)) {
+      const s = g.servers[name];
+      if (s) return s === 'up';
+    }
+    return true;
+  }
+
+  connectorState(name: string): 'up' | 'down' | undefined {
+    for (const g of Object.values(this.table.groups)) {
+      const s = g.connectors[name];
+      if (s) return s;
+    }
+    return undefined;
+  }
+}
