@@ -306,6 +306,32 @@ export class QueuingEngine {
     );
   }
 
+  private writes: (() => void)[] = [];
+  private writesScheduled = false;
+
+  /**
+   * State changes that arrive in the same turn of the event loop share one transaction:
+   * a commit per message was the largest cost of the relay path after the fsyncs.
+   */
+  private deferWrite(fn: () => void): void {
+    this.writes.push(fn);
+    if (!this.writesScheduled) {
+      this.writesScheduled = true;
+      setImmediate(() => this.flushWrites());
+    }
+  }
+
+  /** Applies deferred state changes now; callers flush before they read what they wrote. */
+  private flushWrites(): void {
+    this.writesScheduled = false;
+    const batch = this.writes;
+    this.writes = [];
+    if (!batch.length || !this.db.open) return;
+    this.db.transaction(() => {
+      for (const fn of batch) fn();
+    })();
+  }
+
   /** Prepared statements are cached: preparing is a large share of the cost per message. */
   private sql(text: string): Database.Statement {
     let st = this.statements.get(text);
@@ -456,6 +482,7 @@ export class QueuingEngine {
     const deadline = Date.now() + 5000;
     while (this.runners.some((r) => r.busy) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
+    this.flushWrites();
     this.db.close();
   }
 
@@ -566,7 +593,7 @@ export class QueuingEngine {
           envelopeRecipientCount: envelope.recipients.length,
         },
       );
-      this.applyCategorization(m, envelope, rows, result.leaves);
+      this.deferWrite(() => this.applyCategorization(m, envelope, rows, result.leaves));
       for (const e of result.events) {
         this.o.tracking.write({
           event: e.event,
@@ -581,6 +608,7 @@ export class QueuingEngine {
       }
       touched.push(m.id);
     }
+    this.flushWrites();
     this.localStage.kick();
     this.routingStage.kick();
     this.dsnStage.kick();
@@ -712,6 +740,7 @@ export class QueuingEngine {
     const messages = this.dueMessages([QUEUE.local], 32);
     if (!messages.length) return false;
     await Promise.all(messages.map((m) => this.deliverLocal(m)));
+    this.flushWrites();
     this.dsnStage.kick();
     await this.completeIfDone(messages.map((m) => m.id));
     return true;
@@ -762,7 +791,7 @@ export class QueuingEngine {
           results.push({ row, error: err });
         }
       }
-      this.recordAttempts(m, envelope, results, this.o.localRetry, now, 'STOREDRIVER');
+      this.deferWrite(() => this.recordAttempts(m, envelope, results, this.o.localRetry, now, 'STOREDRIVER'));
     } finally {
       this.activeMessages.delete(m.id);
     }
@@ -993,13 +1022,15 @@ export class QueuingEngine {
           done: (outcome) => {
             const now = Date.now();
             if ('error' in outcome) {
-              this.recordAttempts(
-                m,
-                envelope,
-                rows.map((row) => ({ row, error: outcome.error })),
-                this.o.remoteRetry,
-                now,
-                'SMTP',
+              this.deferWrite(() =>
+                this.recordAttempts(
+                  m,
+                  envelope,
+                  rows.map((row) => ({ row, error: outcome.error })),
+                  this.o.remoteRetry,
+                  now,
+                  'SMTP',
+                ),
               );
             } else {
               const results = rows.map((row, i) => {
@@ -1016,7 +1047,9 @@ export class QueuingEngine {
                   ),
                 };
               });
-              this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta);
+              this.deferWrite(() =>
+                this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta),
+              );
               const sent = results.filter((r) => !r.error).map((r) => r.row.address);
               if (sent.length) {
                 this.o.tracking.write({
@@ -1051,6 +1084,7 @@ export class QueuingEngine {
       } finally {
         this.connectionsInUse -= connections;
       }
+      this.flushWrites();
       this.dsnStage.kick();
       await this.completeIfDone(touched);
     }

@@ -380,8 +380,11 @@ export class SmtpClient {
       if (dataReply.code !== 354) throw this.failure(dataReply, 'DATA');
       const p = this.read();
       this.log('*', `sending message (${message.length} bytes)`);
+      // One write for body and end marker: no Nagle/delayed-ACK pause between them.
+      this.socket!.cork();
       this.socket!.write(dotStuff(message));
       this.socket!.write('.\r\n');
+      process.nextTick(() => this.socket?.uncork());
       final = await p;
     }
     this.messagesSent++;
