@@ -85,6 +85,23 @@ export function buildProgram(): Command {
         const a = vs.address();
         process.stderr.write(`bridgehead: "${vs.config.name}" listening on ${a?.address}:${a?.port}\n`);
       }
+      if (opts.config) {
+        const file = opts.config;
+        process.on('SIGHUP', () => {
+          try {
+            const notes = server.reload(loadConfigFile(file));
+            process.stderr.write(
+              `bridgehead: reloaded ${file}${notes.length ? `; ${notes.join('; ')}` : ''}\n`,
+            );
+          } catch (err) {
+            // A bad file never replaces a good running configuration.
+            const text = err instanceof ConfigError ? err.message : (err as Error).message;
+            process.stderr.write(
+              `bridgehead: reload refused, still running the previous configuration:\n${text}\n`,
+            );
+          }
+        });
+      }
       await new Promise<void>((resolve) => {
         const stop = () => resolve();
         process.once('SIGTERM', stop);

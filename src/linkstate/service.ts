@@ -74,7 +74,7 @@ export class LinkStateService {
   /** Listening port of the master (the configured one, or the one bound when 0). */
   port = 0;
 
-  constructor(private readonly o: LinkStateOptions) {
+  constructor(private o: LinkStateOptions) {
     this.masterName = o.group.master ?? o.group.servers[0]!.name;
     this.isMaster = this.masterName.toLowerCase() === o.self.name.toLowerCase();
   }
@@ -155,6 +155,25 @@ export class LinkStateService {
         }
       }
     });
+  }
+
+  /**
+   * The organisation file was reloaded. A master whose group's configuration changed makes a
+   * major update (topology), which every server then takes over.
+   */
+  reconfigure(org: OrganisationConfig, group: RoutingGroupConfig, self: ServerConfig): void {
+    this.o = { ...this.o, org, group, self };
+    const g = this.own();
+    if (!this.isMaster || !g) return;
+    const config = configDigest(org);
+    if (config === g.config) return;
+    const connectors = Object.fromEntries(
+      group.connectors.map((c) => [c.name, g.connectors[c.name] ?? 'up'] as const),
+    );
+    const servers = Object.fromEntries(
+      group.servers.map((s) => [s.name, g.servers[s.name] ?? 'down'] as const),
+    );
+    this.publish(bump({ ...g, config, connectors, servers }, 'major'));
   }
 
   // ---------------------------------------------------------------- master side

@@ -18,6 +18,7 @@ import { reply, type Reply } from '../smtp/status.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { Router } from '../routing/router.js';
 import { LinkStateService } from '../linkstate/service.js';
+import { canonical as canonicalJson } from '../linkstate/table.js';
 import { Filters } from '../hygiene/filters.js';
 import { BlockListChecker } from '../hygiene/blocklists.js';
 import { Greylist } from '../hygiene/greylist.js';
@@ -97,7 +98,7 @@ export class TransportServer {
   engine!: QueuingEngine;
 
   constructor(
-    readonly loaded: LoadedConfig,
+    public loaded: LoadedConfig,
     private readonly options: TransportServerOptions = {},
   ) {
     const { server } = selectServer(loaded.org, options.serverName);
@@ -161,15 +162,7 @@ export class TransportServer {
         },
       });
     }
-    const linkState = this.linkState;
-    this.router = linkState
-      ? new Router(
-          org,
-          this.server.name,
-          (n) => linkState.serverUp(n),
-          (c) => linkState.connectorState(c),
-        )
-      : new Router(org, this.server.name);
+    this.router = this.makeRouter(org);
     const local = first.delivery.local;
     const d = first.delivery;
     const policy = (p: typeof local) => ({
@@ -388,6 +381,40 @@ export class TransportServer {
 
   /** Routing decisions for this server (connectors, routing groups, smart host, DNS). */
   router!: Router;
+
+  private makeRouter(org: LoadedConfig['org']): Router {
+    const ls = this.linkState;
+    return ls
+      ? new Router(
+          org,
+          this.server.name,
+          (n) => ls.serverUp(n),
+          (c) => ls.connectorState(c),
+        )
+      : new Router(org, this.server.name);
+  }
+
+  /**
+   * Configuration reload (SIGHUP): routing groups, connectors and costs take effect at once
+   * (a major link state update); other settings (listeners, limits, directory) are read at
+   * the next start, and the operator is told so.
+   */
+  reload(next: LoadedConfig): string[] {
+    const found = allServers(next.org).find((s) => s.server.name === this.server.name);
+    if (!found) throw new Error(`server ${this.server.name} is no longer in the organisation file`);
+    const notes: string[] = [];
+    if (canonicalJson(found.server) !== canonicalJson(this.server)) {
+      notes.push('changes to this server and its virtual servers take effect at the next start');
+    }
+    if (canonicalJson(next.org.directory) !== canonicalJson(this.loaded.org.directory)) {
+      notes.push('directory changes take effect at the next start');
+    }
+    this.linkState?.reconfigure(next.org, found.group, this.server);
+    this.router = this.makeRouter(next.org);
+    this.loaded = next;
+    this.engine.retryHeld();
+    return notes;
+  }
 
   /** ETRN (RFC 1985): release mail held for remote triggered delivery to `node`. */
   private etrn(node: string): Reply {
