@@ -28,7 +28,8 @@ export class TransportMetrics {
 
   constructor(sources: MetricSources) {
     const r = this.registry;
-    collectDefaultMetrics({ register: r, prefix: 'bridgehead_process_' });
+    // Process and Node.js runtime metrics as bridgehead_process_* and bridgehead_nodejs_*.
+    collectDefaultMetrics({ register: r, prefix: 'bridgehead_' });
     const counter = (name: string, help: string, labelNames: string[] = []) =>
       new Counter({ name: `bridgehead_${name}`, help, labelNames, registers: [r] });
     this.received = counter('smtp_receive_messages_total', 'Messages received over SMTP', ['virtual_server']);

@@ -5,6 +5,9 @@ import { allServers, loadConfigFile } from '../config/load.js';
 
 export class CliError extends Error {}
 
+/** Some of what was asked was done and some refused: reported, exit status 1. */
+class PartialFailure extends Error {}
+
 interface ApiOptions {
   api?: string;
   token?: string;
@@ -268,7 +271,9 @@ export function addAdminCommands(program: Command): void {
           ...refused.map((r) => `  not deleted ${r.id}: ${r.error}`),
         ].join('\n'),
       );
-      if (refused.length) process.exitCode = 1;
+      // Exit status 1 (not a usage error): `run` sets the exit code from what it catches,
+      // so a process.exitCode set here would be overwritten with 0.
+      if (refused.length) throw new PartialFailure(`${refused.length} message(s) not deleted`);
     },
   );
 

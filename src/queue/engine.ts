@@ -1458,6 +1458,8 @@ export class QueuingEngine {
       messageId: envelope.messageId,
       sender: m.sender,
       recipients: open.map((r) => r.address),
+      // Deleted with NDR, each recipient failed with 5.0.0 (as its NDR says); without, none did.
+      ...(ndr ? { recipientStatus: open.map(() => '5.0.0') } : {}),
       messageInfo: ndr ? 'deleted by administrator with NDR' : 'deleted by administrator without NDR',
     });
   }
