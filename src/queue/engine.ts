@@ -23,6 +23,7 @@ import type { MaildirStore } from '../delivery/local/maildir.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { TransportError } from '../smtp/status.js';
 import { buildDsn, type DsnAction, type RecipientReport } from '../dsn/dsn.js';
+import { ndrEvent } from '../logs/event-ids.js';
 import type { Destination, DeliveryJob, RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { RemoteReplyError } from '../smtp/client/client.js';
 
@@ -89,6 +90,9 @@ export interface EngineOptions {
   store: MaildirStore;
   tracking: MessageTracking;
   log: Logger;
+  /** Diagnostic categories: NDRs are logged with the event ids of [002]. */
+  categorizerLog?: Logger;
+  storeDriverLog?: Logger;
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
   /** Next hop of a routed recipient: a remote queue name and where it connects. */
@@ -330,6 +334,17 @@ export class QueuingEngine {
     this.db.transaction(() => {
       for (const fn of batch) fn();
     })();
+  }
+
+  /** An NDR for a recipient, logged as the event log message of [002] (ids 3000-3033). */
+  private logNdr(log: Logger | undefined, status: string, recipient: string, messageId: string): void {
+    const e = ndrEvent(status);
+    const fn = e.severity === 'Error' ? log?.error : e.severity === 'Warning' ? log?.warn : log?.info;
+    fn?.call(
+      log,
+      { eventId: e.id, status, recipient, messageId },
+      `A non-delivery report with a status code of ${status} was generated for recipient ${recipient} (Message-ID ${messageId}).`,
+    );
   }
 
   /** Prepared statements are cached: preparing is a large share of the cost per message. */
@@ -721,6 +736,8 @@ export class QueuingEngine {
         }
       }
     })();
+    for (const f of failures)
+      this.logNdr(this.o.categorizerLog, f.status, f.address, envelope.messageId ?? m.id);
     if (failures.length) {
       this.o.tracking.write({
         event: 'FAIL',
@@ -883,6 +900,14 @@ export class QueuingEngine {
         sender: m.sender,
         recipients: deferred,
       });
+    }
+    for (const f of failedList) {
+      this.logNdr(
+        source === 'STOREDRIVER' ? this.o.storeDriverLog : this.o.log,
+        f.status,
+        f.address,
+        envelope.messageId ?? m.id,
+      );
     }
     if (failedList.length) {
       this.o.tracking.write({
@@ -1275,7 +1300,9 @@ export class QueuingEngine {
       ),
     );
     const out = new Map<string, QueueSummary & { allRetry: boolean; allScheduled: boolean }>();
-    for (const q of Object.values(QUEUE)) {
+    // A frozen queue stays listed while empty: new mail for it will wait as Frozen.
+    const frozenNames = [...flags].filter(([, f]) => f).map(([n]) => n);
+    for (const q of [...Object.values(QUEUE), ...frozenNames]) {
       out.set(q, {
         name: q,
         state: 'Ready',

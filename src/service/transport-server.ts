@@ -143,6 +143,9 @@ export class TransportServer {
       this.server.messageTracking,
     );
     this.tracking.prune();
+    // Retention applies to long-running servers too, not only at start.
+    this.pruneTimer = setInterval(() => this.tracking.prune(), 3600_000);
+    this.pruneTimer.unref();
     const servers = allServers(org);
     if (servers.length > 1) {
       const ls = org.organisation.linkState;
@@ -214,6 +217,8 @@ export class TransportServer {
       store: new MaildirStore(path.join(this.dataDir, 'mailboxes')),
       tracking: this.tracking,
       log: queueLog,
+      categorizerLog: this.eventLog.category('Categorizer'),
+      storeDriverLog: this.eventLog.category('Store Driver'),
       localRetry: policy(local),
       remoteRetry: policy(d.outbound),
       route: (r, sender) => this.router.nextHop(r, sender),
@@ -428,6 +433,7 @@ export class TransportServer {
   }
 
   private greylist: Greylist | undefined;
+  private pruneTimer: NodeJS.Timeout | undefined;
   linkState: LinkStateService | undefined;
   linkStateError: string | undefined;
 
@@ -487,6 +493,7 @@ export class TransportServer {
   }
 
   async stop(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
     await this.linkState?.stop();
     await this.admin?.close();
     await Promise.all(this.virtualServers.map((v) => v.close()));

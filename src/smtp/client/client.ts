@@ -113,6 +113,7 @@ export class SmtpClient {
     const socket = await new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect({ host: this.o.host, port: this.o.port });
       const timer = setTimeout(() => {
+        this.log('*', `connection timed out after ${this.o.timeoutMs} ms`);
         s.destroy();
         reject(new TransportError(451, '4.4.1', `Connection to ${this.o.host}:${this.o.port} timed out`));
       }, this.o.timeoutMs);
@@ -122,6 +123,7 @@ export class SmtpClient {
       });
       s.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
+        this.log('*', `connection failed: ${err.code ?? err.message}`);
         reject(
           new TransportError(
             451,
