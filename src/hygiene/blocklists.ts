@@ -36,7 +36,9 @@ export class BlockListChecker {
         this.cache.set(name, { answers: [], until: Date.now() + 60_000 });
         return [];
       }
-      this.log.warn({ name, code }, 'block list lookup failed; failing open');
+      // At error level: the default diagnostic level (minimum) writes only errors, and a
+      // block list that cannot be asked lets listed clients in unnoticed (SPEC §3).
+      this.log.error({ name, code }, 'block list lookup failed; failing open');
       return [];
     }
   }

@@ -40,6 +40,17 @@ export function addressListMatch(entries: readonly string[], address: string): s
   return undefined;
 }
 
+/**
+ * The addresses in a header From: value, in order: `"Kim" <kim@example.com>`, `Kim <…>`,
+ * `kim@example.com (Kim)`, the guide's `ted@contoso.com<Ted Bremer>` [003:5788] and
+ * mailbox lists. Comments and quoted display names are left out.
+ */
+export function headerFromAddresses(value: string): string[] {
+  // Quoted strings are display names unless they are a quoted local part ("x"@domain).
+  const bare = value.replace(/\([^()]*\)/g, ' ').replace(/"(?:[^"\\]|\\.)*"(?!@)/g, ' ');
+  return [...bare.matchAll(/(?:"(?:[^"\\]|\\.)*"|[^\s<>(),;:@"]+)@[^\s<>(),;:@"]+/g)].map((m) => m[0]);
+}
+
 /** The DNS name a block list is asked about: reversed octets (or nibbles) + suffix [003:5521]. */
 export function dnsblQueryName(ip: string, suffix: string): string | undefined {
   const s = suffix.replace(/^\./, '').replace(/\.$/, '');
@@ -89,10 +100,14 @@ export function blockListMatch(rule: BlockListRule, answers: readonly string[]):
   }
 }
 
+/** The text sent when a rule's custom error message is left blank [003:5952-5954]. */
+export const DEFAULT_REJECTION_TEXT = '%0 has been blocked by %1';
+
 /** Custom rejection text: %0 client IP, %1 rule name, %2 suffix, %% literal; {0} {1} {2} too. */
 export function rejectionText(template: string, ip: string, rule: string, suffix: string): string {
   const values = [ip, rule, suffix];
-  return template
+  // "Leave this box blank to use the following default error message".
+  return (template.trim() === '' ? DEFAULT_REJECTION_TEXT : template)
     .replace(/%([012%])/g, (_, k: string) => (k === '%' ? '%' : values[Number(k)]!))
     .replace(/\{([012])\}/g, (_, k: string) => values[Number(k)]!);
 }

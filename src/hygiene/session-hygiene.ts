@@ -5,7 +5,7 @@ import type { VirtualServerConfig } from '../config/schema.js';
 import type { AcceptedDomains } from '../directory/accepted-domains.js';
 import type { Directory } from '../directory/directory.js';
 import type { BlockListChecker, BlockListHit } from './blocklists.js';
-import type { Filters, Verdict } from './filters.js';
+import { headerFromAddresses, type Filters, type Verdict } from './filters.js';
 import type { Greylist } from './greylist.js';
 
 export interface HygieneEvent {
@@ -116,13 +116,11 @@ export class SessionHygiene {
   /** Step 9 after DATA: the sender filter on the header From:. */
   atData(ip: string, headerFrom: string | undefined, authenticated: boolean): Verdict {
     if (authenticated || !this.switches.sender || !headerFrom) return { action: 'accept' };
-    const m = /<([^>]+)>/.exec(headerFrom);
-    const address = (m ? m[1]! : headerFrom).trim();
-    return this.report({
-      stage: 'header',
-      ip,
-      sender: address,
-      verdict: this.filters.sender(address, 'header'),
-    });
+    // Every mailbox of the field counts, whatever form it is written in.
+    for (const address of headerFromAddresses(headerFrom)) {
+      const verdict = this.filters.sender(address, 'header');
+      if (verdict.action !== 'accept') return this.report({ stage: 'header', ip, sender: address, verdict });
+    }
+    return { action: 'accept' };
   }
 }
