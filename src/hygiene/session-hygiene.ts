@@ -9,7 +9,7 @@ import { headerFromAddresses, type Filters, type Verdict } from './filters.js';
 import type { Greylist } from './greylist.js';
 
 export interface HygieneEvent {
-  stage: 'connection' | 'sender' | 'recipient' | 'blocklist' | 'greylist' | 'header';
+  stage: 'connection control' | 'connection' | 'sender' | 'recipient' | 'blocklist' | 'greylist' | 'header';
   ip: string;
   sender?: string;
   recipient?: string;
@@ -32,8 +32,9 @@ export class SessionHygiene {
     private readonly onReject: (e: HygieneEvent) => void,
   ) {}
 
+  /** Rejections are reported here; an archived message is reported when it goes to badmail. */
   private report(e: HygieneEvent): Verdict {
-    if (e.verdict.action !== 'accept') this.onReject(e);
+    if (e.verdict.action === 'reject') this.onReject(e);
     return e.verdict;
   }
 

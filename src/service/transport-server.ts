@@ -285,6 +285,12 @@ export class TransportServer {
         onAccepted: (m) => this.accepted(m),
         onArchived: (m, reason) => void this.archived(m, reason),
         hygiene,
+        onRefused: (ip) =>
+          this.filtered(vs.name, {
+            stage: 'connection control',
+            ip,
+            verdict: { action: 'reject', code: 0, status: '5.7.1', text: 'dropped at connect' },
+          }),
         ...(this.linkState ? { linkState: this.linkState } : {}),
         organisationServers: allServers(org).map((x) => x.server.name),
         remoteTriggered: {
@@ -449,7 +455,7 @@ export class TransportServer {
       recipientStatus: v.action === 'reject' ? [v.status] : [],
       clientIp: e.ip,
       connectorId: `${this.server.name}\\${virtualServer}`,
-      messageInfo: `${e.stage}: ${v.action === 'reject' ? `${v.code} ${v.status} ${v.text}` : v.action === 'archive' ? v.reason : ''}`,
+      messageInfo: `${e.stage}: ${v.action === 'reject' ? `${v.code ? `${v.code} ` : ''}${v.status} ${v.text}` : v.action === 'archive' ? v.reason : ''}`,
       directionality: 'Incoming',
     });
   }

@@ -87,7 +87,7 @@ describe(
     test('empty MAIL FROM (<>) does not open relay', async () => {
       const r = await attempt('<>', 'bob@external.test');
       assert.match(r.out, /^ -> MAIL FROM:<>$/m);
-      assert.equal(r.mail, '250 2.1.0 ....Sender OK', r.out);
+      assert.equal(r.mail, '250 2.1.0 <>....Sender OK', r.out);
       assert.equal(r.rcpt, '550 5.7.1 Unable to relay for bob@external.test', r.out);
       assert.equal(r.code, 24, r.out);
     });

@@ -486,7 +486,7 @@ export class SmtpSession {
     }
     if (verdict?.action === 'archive') tx.archive = verdict.reason;
     this.tx = tx;
-    this.send(reply(250, '2.1.0', `${path.address}....Sender OK`));
+    this.send(reply(250, '2.1.0', `${path.address || '<>'}....Sender OK`));
   }
 
   private async rcpt(arg: string): Promise<void> {

@@ -49,6 +49,8 @@ export interface VirtualServerDeps {
   onArchived?: (message: SpooledMessage, reason: string) => void;
   /** Connection, sender and recipient filters switched on for this virtual server. */
   hygiene?: SessionHygiene;
+  /** A client dropped at connect by connection control (tracking and counters). */
+  onRefused?: (ip: string) => void;
   /** Link state (organisations of more than one server): answers X-LINK2STATE. */
   linkState?: { session(): (args: string) => Reply };
   /** Names of the organisation's servers (they authenticate with the organisation secret). */
@@ -73,6 +75,7 @@ export class VirtualServerRuntime {
   private readonly onAccepted: ((message: SpooledMessage) => void) | undefined;
   private readonly onArchived: ((message: SpooledMessage, reason: string) => void) | undefined;
   readonly hygiene: SessionHygiene | undefined;
+  private readonly onRefused: ((ip: string) => void) | undefined;
   readonly linkState: { session(): (args: string) => Reply } | undefined;
   private readonly servers: Set<string>;
   private server: net.Server | undefined;
@@ -92,6 +95,7 @@ export class VirtualServerRuntime {
     this.onAccepted = deps.onAccepted;
     this.onArchived = deps.onArchived;
     this.hygiene = deps.hygiene;
+    this.onRefused = deps.onRefused;
     this.linkState = deps.linkState;
     this.servers = new Set((deps.organisationServers ?? []).map((n) => n.toLowerCase()));
     this.relayList = new IpRangeList(deps.config.relay.list);
@@ -136,6 +140,7 @@ export class VirtualServerRuntime {
     socket.on('error', () => undefined);
     if (!this.connectionAllowed(ip)) {
       this.log.info({ ip, virtualServer: this.config.name }, 'connection refused by connection control');
+      this.onRefused?.(ip);
       socket.destroy();
       return;
     }
