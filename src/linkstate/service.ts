@@ -18,12 +18,13 @@ import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { OrganisationConfig, RoutingGroupConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
-import { dampedState } from '../routing/routing.js';
+import { dampedState, leafKeepsUp } from '../routing/routing.js';
 import { SmtpClient } from '../smtp/client/client.js';
 import { buildTopology } from '../routing/topology.js';
 import {
   bump,
   canonical,
+  compareVersions,
   digest,
   fromChunks,
   mergeTables,
@@ -69,8 +70,8 @@ export class LinkStateService {
   private stopped = false;
   private readonly history = new Map<string, number[]>();
   private probing = false;
-  /** The first probe sets the starting states; only later changes count for damping. */
-  private probed = false;
+  /** What the last probe saw of each routing group connector (damping counts its changes). */
+  private readonly observed = new Map<string, 'up' | 'down'>();
   /** Listening port of the master (the configured one, or the one bound when 0). */
   port = 0;
 
@@ -249,6 +250,20 @@ export class LinkStateService {
 
   /** Tables learned from other routing groups (directly or through a member). */
   learn(incoming: LinkStateTable): void {
+    // A master that restarted begins again at 1.0.0 while the organisation still holds a
+    // later version of its group, which nobody would ever replace: continue from that
+    // version (a user change: service start) so the other servers take this master's part.
+    const mine = this.own();
+    const heard = incoming.groups[this.o.group.name];
+    if (
+      this.isMaster &&
+      mine &&
+      heard &&
+      (compareVersions(heard.version, mine.version) > 0 ||
+        (compareVersions(heard.version, mine.version) === 0 && canonical(heard) !== canonical(mine)))
+    ) {
+      this.publish(bump({ ...mine, version: heard.version }, 'user'));
+    }
     const { table, changed } = mergeTables(
       this.table,
       incoming,
@@ -270,6 +285,7 @@ export class LinkStateService {
     this.probing = true;
     try {
       const servers = allServers(this.o.org).map((s) => s.server);
+      const topology = buildTopology(this.o.org);
       const now = Date.now();
       const observed: Record<string, 'up' | 'down'> = {};
       for (const c of this.o.group.connectors) {
@@ -283,20 +299,28 @@ export class LinkStateService {
             break;
           }
         }
-        observed[c.name] = up ? 'up' : 'down';
+        // The tables are exchanged either way, but "any local server can send mail over this
+        // connector" and a leaf link with no alternate path are never marked down
+        // [003:140, 1834-1844; SPEC §5; docs/config.md localBridgeheads].
+        const view = topology.connectors.find((x) => x.name === c.name);
+        const alwaysUp =
+          c.localBridgeheads.length === 0 || (view !== undefined && leafKeepsUp(topology, view));
+        observed[c.name] = up || alwaysUp ? 'up' : 'down';
       }
       const g = this.own();
       if (!g) return;
-      this.probed = true;
       const connectors = { ...g.connectors };
       let changed = false;
       for (const [name, state] of Object.entries(observed)) {
         const prior = g.connectors[name] ?? 'up';
-        const hist = this.history.get(name) ?? [];
-        if (state !== prior && this.probed) {
-          hist.push(now);
-          this.history.set(name, hist);
-        }
+        // Damping counts changes of what the probes see: the first probe only sets the
+        // starting state, and a connector held up by damping while its bridgeheads stay
+        // down is not changing (else it would stay up for as long as it is down).
+        const before = this.observed.get(name);
+        this.observed.set(name, state);
+        const hist = (this.history.get(name) ?? []).filter((t) => now - t <= this.o.dampingWindowMs);
+        if (before !== undefined && state !== before) hist.push(now);
+        this.history.set(name, hist);
         // Oscillation damping: a connector that changed more than once in the window stays up.
         const next = state === 'down' ? dampedState('down', hist, now, this.o.dampingWindowMs) : 'up';
         if (next !== prior) {

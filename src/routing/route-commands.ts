@@ -9,6 +9,7 @@ import { AcceptedDomains } from '../directory/accepted-domains.js';
 import { Router } from './router.js';
 import { buildTopology } from './topology.js';
 import type { Topology } from './routing.js';
+import type { NextHop } from '../queue/engine.js';
 
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
@@ -24,6 +25,18 @@ function canonical(value: unknown): string {
 /** MD5 of the canonical form of the link state table, as servers compare it. */
 export function topologyDigest(t: Topology): string {
   return createHash('md5').update(canonical(t)).digest('hex');
+}
+
+/**
+ * The next hop as `route test --json` prints it: the organisation secret (server to server)
+ * or a connector's password is never written out, only that there is one.
+ */
+function withoutPassword(hop: NextHop): NextHop {
+  if (!('destination' in hop) || !hop.destination?.auth) return hop;
+  return {
+    ...hop,
+    destination: { ...hop.destination, auth: { ...hop.destination.auth, password: '(hidden)' } },
+  };
 }
 
 export function addRouteCommands(program: Command): void {
@@ -118,7 +131,7 @@ export function addRouteCommands(program: Command): void {
             continue;
           }
           const { hop, why } = router.explain(leaf.route, o.sender);
-          report.push({ address: leaf.address, route: leaf.route, hop, why });
+          report.push({ address: leaf.address, route: leaf.route, hop: withoutPassword(hop), why });
           lines.push(
             `  ${leaf.address}: ${leaf.route.kind}${leaf.route.kind === 'server' ? ` (mailbox on ${leaf.route.server})` : ''}`,
           );

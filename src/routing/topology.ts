@@ -12,38 +12,25 @@ export function buildTopology(
   const servers = org.routingGroups.flatMap((g) =>
     g.servers.map((s) => ({ name: s.name, group: g.name, up: serverUp(s.name) })),
   );
+  // One object literal with every field in the same order for both kinds: routing reads
+  // these views thousands of times per decision, and objects of one shape with in-object
+  // fields are an order of magnitude faster to read than spread-built ones.
   const connectors: ConnectorView[] = org.routingGroups.flatMap((g) =>
-    g.connectors.map((c): ConnectorView => {
-      const base = {
-        name: c.name,
-        group: g.name,
-        cost: c.cost,
-        localBridgeheads: c.localBridgeheads,
-        restrictions: c.deliveryRestrictions,
-        state: connectorState(c.name) ?? ('up' as const),
-      };
-      if (c.type === 'routingGroup') {
-        return {
-          ...base,
-          type: 'routingGroup',
-          to: c.to,
-          addressSpaces: [],
-          connectedRoutingGroups: [],
-          scope: 'organisation',
-          remoteBridgeheads: c.remoteBridgeheads,
-          smartHosts: [],
-        };
-      }
-      return {
-        ...base,
-        type: 'smtp',
-        addressSpaces: c.addressSpaces.map(parseAddressSpace),
-        connectedRoutingGroups: c.connectedRoutingGroups,
-        scope: c.scope,
-        remoteBridgeheads: [],
-        smartHosts: c.smartHosts,
-      };
-    }),
+    g.connectors.map((c): ConnectorView => ({
+      name: c.name,
+      type: c.type,
+      group: g.name,
+      cost: c.cost,
+      to: c.type === 'routingGroup' ? c.to : undefined,
+      addressSpaces: c.type === 'smtp' ? c.addressSpaces.map(parseAddressSpace) : [],
+      connectedRoutingGroups: c.type === 'smtp' ? c.connectedRoutingGroups : [],
+      scope: c.type === 'smtp' ? c.scope : 'organisation',
+      localBridgeheads: c.localBridgeheads,
+      remoteBridgeheads: c.type === 'routingGroup' ? c.remoteBridgeheads : [],
+      smartHosts: c.type === 'smtp' ? c.smartHosts : [],
+      restrictions: c.deliveryRestrictions,
+      state: connectorState(c.name) ?? 'up',
+    })),
   );
   return { groups: org.routingGroups.map((g) => g.name), servers, connectors };
 }
