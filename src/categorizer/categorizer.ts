@@ -217,7 +217,10 @@ export class Categorizer {
             result.leaves.push({ sourceId, address, route: denied });
             return;
           }
-          if (entry.group.expansionServer && entry.group.expansionServer !== c.serverName) {
+          if (
+            entry.group.expansionServer &&
+            entry.group.expansionServer.toLowerCase() !== c.serverName.toLowerCase()
+          ) {
             // Expansion happens on the group's expansion server [003:8700].
             result.leaves.push({
               sourceId,

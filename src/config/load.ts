@@ -112,7 +112,8 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
       serverNames.set(server.name.toLowerCase(), spath);
 
       const api = server.adminApi;
-      if (!['127.0.0.1', '::1', 'localhost'].includes(api.host) && !api.token && !api.readOnlyToken) {
+      const loopback = api.host === 'localhost' || api.host === '::1' || /^127\./.test(api.host);
+      if (!loopback && !api.token && !api.readOnlyToken) {
         errors.push({
           path: `${spath}.adminApi.token`,
           message: `the admin API listens on ${api.host}, beyond loopback: set a token`,
@@ -215,6 +216,17 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
     });
   });
 
+  const filterLists: [string, readonly string[]][] = [
+    ['filters.connection.accept', org.filters.connection.accept],
+    ['filters.connection.deny', org.filters.connection.deny],
+    ['filters.greylisting.whitelist', org.filters.greylisting.whitelist],
+  ];
+  for (const [key, list] of filterLists) {
+    list.forEach((entry, i) => {
+      if (!parseIpRange(entry))
+        errors.push({ path: `${key}[${i}]`, message: `"${entry}" is not an IP address or network/mask` });
+    });
+  }
   if (servers.length > 1 && !org.organisation.secret) {
     warnings.push({
       path: 'organisation.secret',

@@ -14,7 +14,7 @@ const domainOrAddress = z.string().trim().min(1);
 // ---------------------------------------------------------------- virtual server
 
 const authentication = z
-  .object({
+  .strictObject({
     /** Anonymous access: Internet servers deliver without authenticating. */
     anonymous: z.boolean().default(true),
     /** Basic authentication (AUTH PLAIN / LOGIN). */
@@ -29,7 +29,7 @@ const authentication = z
   .prefault({});
 
 const tls = z
-  .object({
+  .strictObject({
     /** PEM certificate chain; without cert and key a self-signed one is made at start. */
     certFile: z.string().optional(),
     keyFile: z.string().optional(),
@@ -39,7 +39,7 @@ const tls = z
   .prefault({});
 
 const connectionControl = z
-  .object({
+  .strictObject({
     /** allExcept: everyone but the list may connect; onlyList: only the list. */
     mode: z.enum(['allExcept', 'onlyList']).default('allExcept'),
     list: z.array(ipRange).default([]),
@@ -47,7 +47,7 @@ const connectionControl = z
   .prefault({});
 
 const relay = z
-  .object({
+  .strictObject({
     /** Default "only the list below" with an empty list [003:4143-4153]. */
     mode: z.enum(['onlyList', 'allExcept']).default('onlyList'),
     list: z.array(ipRange).default([]),
@@ -57,7 +57,7 @@ const relay = z
   .prefault({});
 
 const messageLimits = z
-  .object({
+  .strictObject({
     maxMessageSizeKb: sizeKb.default(4096),
     maxSessionSizeKb: sizeKb.default(10240),
     maxMessagesPerConnection: z.number().int().positive().nullable().default(20),
@@ -72,7 +72,7 @@ const messageLimits = z
   .prefault({});
 
 const connections = z
-  .object({
+  .strictObject({
     /** Concurrent inbound connections; null = no limit. */
     maxInbound: z.number().int().positive().nullable().default(null),
     /** Time a session may sit idle between commands. */
@@ -85,7 +85,7 @@ const connections = z
   .prefault({});
 
 const retrySchedule = z
-  .object({
+  .strictObject({
     first: duration.prefault('10m'),
     second: duration.prefault('10m'),
     third: duration.prefault('10m'),
@@ -96,7 +96,7 @@ const retrySchedule = z
   .prefault({});
 
 const outboundSecurity = z
-  .object({
+  .strictObject({
     auth: z.enum(['anonymous', 'basic']).default('anonymous'),
     username: z.string().optional(),
     password: z.string().optional(),
@@ -107,7 +107,7 @@ const outboundSecurity = z
   .prefault({});
 
 const delivery = z
-  .object({
+  .strictObject({
     outbound: retrySchedule,
     local: retrySchedule,
     /** Glitch retry [004]: a transient failure is retried quickly before the schedule. */
@@ -131,7 +131,7 @@ const delivery = z
   .prefault({});
 
 const protocolLog = z
-  .object({
+  .strictObject({
     enabled: z.boolean().default(false),
     /** Log files rotate daily and are kept this many days. */
     retentionDays: z.number().int().positive().default(30),
@@ -139,7 +139,7 @@ const protocolLog = z
   .prefault({});
 
 const filterSwitches = z
-  .object({
+  .strictObject({
     connection: z.boolean().default(false),
     sender: z.boolean().default(false),
     recipient: z.boolean().default(false),
@@ -176,7 +176,7 @@ export type VirtualServerConfig = z.infer<typeof virtualServerSchema>;
 // ---------------------------------------------------------------- servers, groups
 
 const tracking = z
-  .object({
+  .strictObject({
     enabled: z.boolean().default(true),
     logSubject: z.boolean().default(false),
     retentionDays: z.number().int().positive().default(7),
@@ -184,7 +184,7 @@ const tracking = z
   .prefault({});
 
 const adminApi = z
-  .object({
+  .strictObject({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8025),
     /** Required when host is not loopback. */
@@ -235,7 +235,7 @@ const addressSpace = z.union([
 ]);
 
 const deliveryRestrictions = z
-  .object({
+  .strictObject({
     /** Connector restrictions are costly; they apply only when switched on [003:5214]. */
     enabled: z.boolean().default(false),
     acceptFrom: z.array(z.string()).default([]),
@@ -244,7 +244,7 @@ const deliveryRestrictions = z
   .prefault({});
 
 const contentRestrictions = z
-  .object({
+  .strictObject({
     priorities: z.array(z.enum(['high', 'normal', 'low'])).default(['high', 'normal', 'low']),
     systemMessages: z.boolean().default(true),
     nonSystemMessages: z.boolean().default(true),
@@ -259,7 +259,7 @@ const window = z.strictObject({
 });
 
 const schedule = z
-  .object({
+  .strictObject({
     mode: z.enum(['always', 'never', 'windows']).default('always'),
     windows: z.array(window).default([]),
     oversizeThresholdKb: sizeKb.default(null),
@@ -295,7 +295,7 @@ export const connectorSchema = z.discriminatedUnion('type', [
     heloInsteadOfEhlo: z.boolean().default(false),
     outboundSecurity,
     queueForRemoteTriggeredDelivery: z
-      .object({ enabled: z.boolean().default(false), accounts: z.array(z.string()).default([]) })
+      .strictObject({ enabled: z.boolean().default(false), accounts: z.array(z.string()).default([]) })
       .prefault({}),
     /** Issue ETRN / TURN to the smart host when the connector runs. */
     requestEtrn: z.boolean().default(false),
@@ -315,7 +315,7 @@ export type RoutingGroupConfig = z.infer<typeof routingGroupSchema>;
 // ---------------------------------------------------------------- directory
 
 const restrictions = z
-  .object({
+  .strictObject({
     authenticatedOnly: z.boolean().default(false),
     acceptFrom: z.array(z.string()).default([]),
     rejectFrom: z.array(z.string()).default([]),
@@ -323,7 +323,7 @@ const restrictions = z
   .prefault({});
 
 const permissions = z
-  .object({
+  .strictObject({
     submit: z.enum(['allow', 'deny', 'default']).default('default'),
     relay: z.enum(['allow', 'deny', 'default']).default('default'),
   })
@@ -363,12 +363,12 @@ export const groupSchema = z.strictObject({
 });
 
 export const directorySchema = z
-  .object({
+  .strictObject({
     backend: z.enum(['embedded', 'ldap']).default('embedded'),
     /** Another YAML file holding users, contacts and groups. */
     file: z.string().optional(),
     ldap: z
-      .object({
+      .strictObject({
         url: z.string(),
         bindDn: z.string().optional(),
         bindPassword: z.string().optional(),
@@ -410,9 +410,9 @@ const blockList = z.strictObject({
 });
 
 export const filtersSchema = z
-  .object({
+  .strictObject({
     connection: z
-      .object({
+      .strictObject({
         accept: z.array(ipRange).default([]),
         deny: z.array(ipRange).default([]),
         blockLists: z.array(blockList).default([]),
@@ -420,7 +420,7 @@ export const filtersSchema = z
       })
       .prefault({}),
     sender: z
-      .object({
+      .strictObject({
         addresses: z.array(z.string()).default([]),
         filterBlankSender: z.boolean().default(false),
         dropConnection: z.boolean().default(false),
@@ -429,13 +429,13 @@ export const filtersSchema = z
       })
       .prefault({}),
     recipient: z
-      .object({
+      .strictObject({
         blocked: z.array(z.string()).default([]),
         filterNotInDirectory: z.boolean().default(false),
       })
       .prefault({}),
     greylisting: z
-      .object({
+      .strictObject({
         delay: duration.prefault('5m'),
         expiry: duration.prefault('36d'),
         whitelist: z.array(ipRange).default([]),
@@ -448,7 +448,7 @@ export const filtersSchema = z
 
 export const organisationSchema = z.strictObject({
   organisation: z
-    .object({
+    .strictObject({
       name: name.default('First Organization'),
       /** Shared secret for link state and organisation verbs between servers. */
       secret: z.string().optional(),
@@ -459,9 +459,9 @@ export const organisationSchema = z.strictObject({
       linkState: z
         .strictObject({
           /** Members poll their routing group master this often [003:9040]. */
-          pollInterval: duration.prefault('5m'),
+          pollInterval: duration.prefault('5m').refine((s) => s > 0, 'must be longer than 0'),
           /** The master probes its routing group connectors and exchanges tables this often. */
-          probeInterval: duration.prefault('60s'),
+          probeInterval: duration.prefault('60s').refine((s) => s > 0, 'must be longer than 0'),
           /** A connector that changes state more than once in this window stays up. */
           dampingWindow: duration.prefault('10m'),
         })

@@ -33,6 +33,7 @@ import {
   type LinkStateTable,
 } from './table.js';
 import { createHash } from 'node:crypto';
+import { ROUTING_EVENTS } from '../logs/event-ids.js';
 
 export interface LinkStateOptions {
   org: OrganisationConfig;
@@ -95,7 +96,13 @@ export class LinkStateService {
   private setTable(t: LinkStateTable): void {
     const before = digest(this.table);
     this.table = t;
-    if (digest(t) !== before) this.o.onChange(t);
+    if (digest(t) !== before) {
+      this.o.log.info(
+        { eventId: ROUTING_EVENTS.resetRoutes, digest: digest(t) },
+        'link state changed: reset routes',
+      );
+      this.o.onChange(t);
+    }
   }
 
   async start(): Promise<void> {
@@ -210,12 +217,19 @@ export class LinkStateService {
           expected.length !== got.length ||
           !timingSafeEqual(expected, got)
         ) {
-          this.o.log.warn({ server: name }, 'link state: member failed to authenticate');
+          this.o.log.warn(
+            { eventId: ROUTING_EVENTS.memberAuthFailed, server: name },
+            `${name} failed to authenticate with its routing group master`,
+          );
           socket.destroy();
           return;
         }
         clearTimeout(timeout);
         member = name;
+        this.o.log.info(
+          { eventId: ROUTING_EVENTS.memberAuthenticated, server: name },
+          `${name} authenticated with its routing group master`,
+        );
         this.members.get(name)?.destroy();
         this.members.set(name, socket);
         this.setServerState(name, 'up');
@@ -386,7 +400,13 @@ export class LinkStateService {
   private attach(): void {
     if (this.stopped) return;
     const master = allServers(this.o.org).find((s) => s.server.name === this.masterName)?.server;
-    if (!master) return;
+    if (!master) {
+      this.o.log.error(
+        { eventId: ROUTING_EVENTS.masterGone, master: this.masterName },
+        `the routing group master ${this.masterName} no longer exists`,
+      );
+      return;
+    }
     const socket = net.connect({ host: master.address, port: master.linkStatePort });
     this.memberSocket = socket;
     socket.on('error', () => undefined);

@@ -930,10 +930,11 @@ export class QueuingEngine {
     // a schedule window opening).
     const rows = (
       this.sql(
-        `SELECT r.*, m.sender AS sender FROM recipients r JOIN messages m ON m.id = r.message_id
+        `SELECT r.*, m.sender AS sender, m.received_at AS received_at FROM recipients r
+         JOIN messages m ON m.id = r.message_id
          WHERE (r.queue = ? OR r.next_hop = 'hold') AND r.state != 'done' AND r.next_attempt <= ?
          AND m.frozen = 0 LIMIT 1000`,
-      ).all(QUEUE.routing, Date.now()) as (RecipientRow & { sender: string })[]
+      ).all(QUEUE.routing, Date.now()) as (RecipientRow & { sender: string; received_at: number })[]
     ).filter((r) => !this.queueFrozen(r.queue));
     if (!rows.length) return false;
     const toRemote = this.sql(
@@ -966,8 +967,24 @@ export class QueuingEngine {
           ]);
         } else if (hop.destination) {
           toRemote.run(hop.queue, JSON.stringify(hop.destination), r.id);
+        } else if (Date.now() - r.received_at >= this.o.remoteRetry.expiration * 1000) {
+          // Held mail expires like any other: no route, no schedule window, no ETRN in time.
+          const text = `Could not deliver the message in the time limit specified. ${hop.reason}`;
+          fail.run(
+            '4.4.7',
+            `smtp; 550 4.4.7 ${text}`,
+            text,
+            dsnFor('failure', notifyList(r), r.sender),
+            r.id,
+          );
+          failed.set(r.message_id, [
+            ...(failed.get(r.message_id) ?? []),
+            { address: r.address, status: '4.4.7' },
+          ]);
         } else {
-          hold.run(hop.queue, hop.retryAt, hop.reason, r.id);
+          // Come back at the hold time, or at expiry if that is sooner.
+          const expiry = r.received_at + this.o.remoteRetry.expiration * 1000;
+          hold.run(hop.queue, Math.min(hop.retryAt, expiry), hop.reason, r.id);
         }
       }
     })();

@@ -88,9 +88,11 @@ export class Router {
       heloOnly: c.heloInsteadOfEhlo,
       tls: sec.tls,
       verifyCertificate: sec.verifyCertificate,
-      ...(sec.auth === 'basic' && sec.username
-        ? { auth: { username: sec.username, password: sec.password ?? '' } }
-        : {}),
+      // A connector's own security applies: anonymous means anonymous.
+      auth:
+        sec.auth === 'basic' && sec.username
+          ? { username: sec.username, password: sec.password ?? '' }
+          : null,
     };
     if (c.smartHosts.length)
       return { queue: c.name, destination: { type: 'smarthost', hosts: c.smartHosts, ...overrides } };

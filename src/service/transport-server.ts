@@ -414,12 +414,34 @@ export class TransportServer {
     const found = allServers(next.org).find((s) => s.server.name === this.server.name);
     if (!found) throw new Error(`server ${this.server.name} is no longer in the organisation file`);
     const notes: string[] = [];
-    if (canonicalJson(found.server) !== canonicalJson(this.server)) {
-      notes.push('changes to this server and its virtual servers take effect at the next start');
+    const later: string[] = [];
+    const changed = (a: unknown, b: unknown) => canonicalJson(a) !== canonicalJson(b);
+    const old = this.loaded.org;
+    const { smartHost: _newSmartHost, ...newFirst } = found.server.virtualServers[0]!.delivery;
+    const { smartHost: _oldSmartHost, ...oldFirst } = this.server.virtualServers[0]!.delivery;
+    if (
+      changed(
+        { ...found.server, virtualServers: found.server.virtualServers.slice(1) },
+        {
+          ...this.server,
+          virtualServers: this.server.virtualServers.slice(1),
+        },
+      ) ||
+      changed(newFirst, oldFirst) ||
+      changed(
+        { ...found.server.virtualServers[0], delivery: null },
+        { ...this.server.virtualServers[0], delivery: null },
+      )
+    ) {
+      later.push(`this server's settings (${this.server.name})`);
     }
-    if (canonicalJson(next.org.directory) !== canonicalJson(this.loaded.org.directory)) {
-      notes.push('directory changes take effect at the next start');
-    }
+    if (changed(next.org.directory, old.directory)) later.push('directory');
+    if (changed(next.org.recipientPolicies, old.recipientPolicies)) later.push('recipient policies');
+    if (changed(next.org.filters, old.filters)) later.push('filters');
+    if (changed(next.org.organisation, old.organisation))
+      later.push('organisation settings (limits, secret, link state timers)');
+    notes.push('routing groups, connectors, costs and the smart host apply now');
+    if (later.length) notes.push(`at the next start: ${later.join(', ')}`);
     this.linkState?.reconfigure(next.org, found.group, this.server);
     this.router = this.makeRouter(next.org);
     this.loaded = next;

@@ -13,7 +13,8 @@ export interface OutboundOverrides {
   heloOnly?: boolean;
   tls?: 'opportunistic' | 'required' | 'none';
   verifyCertificate?: boolean;
-  auth?: { username: string; password: string };
+  /** Credentials for this destination; null: send anonymously whatever the virtual server has. */
+  auth?: { username: string; password: string } | null;
   connector?: string;
 }
 
@@ -90,7 +91,7 @@ export class RemoteDelivery {
   }
 
   private async connect(targets: Target[], d: Destination): Promise<{ client: SmtpClient; target: Target }> {
-    const auth = d.auth ?? this.s.auth;
+    const auth = d.auth === null ? undefined : (d.auth ?? this.s.auth);
     let last: TransportError | undefined;
     for (const t of targets) {
       const session = `S${(++connectionCounter).toString(36).toUpperCase()}`;

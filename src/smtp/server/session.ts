@@ -929,6 +929,10 @@ export class SmtpSession {
    * configured. Bridgehead servers carry properties in the envelope and never send it.
    */
   private xexch50(): void {
+    if (!this.config.exchangeVerbs) {
+      this.send(reply(500, '5.3.3', 'Unrecognized command'));
+      return this.countError();
+    }
     this.requireHello();
     if (!this.fromOrganisationServer && !this.config.xexch50FromAnonymous) {
       throw new TransportError(504, '5.7.4', 'Need to authenticate first');
