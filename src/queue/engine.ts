@@ -930,11 +930,16 @@ export class QueuingEngine {
     // a schedule window opening).
     const rows = (
       this.sql(
-        `SELECT r.*, m.sender AS sender, m.received_at AS received_at FROM recipients r
+        `SELECT r.*, m.sender AS sender, m.received_at AS received_at,
+         json_extract(m.envelope, '$.messageId') AS header_message_id FROM recipients r
          JOIN messages m ON m.id = r.message_id
          WHERE (r.queue = ? OR r.next_hop = 'hold') AND r.state != 'done' AND r.next_attempt <= ?
          AND m.frozen = 0 LIMIT 1000`,
-      ).all(QUEUE.routing, Date.now()) as (RecipientRow & { sender: string; received_at: number })[]
+      ).all(QUEUE.routing, Date.now()) as (RecipientRow & {
+        sender: string;
+        received_at: number;
+        header_message_id: string | null;
+      })[]
     ).filter((r) => !this.queueFrozen(r.queue));
     if (!rows.length) return false;
     const toRemote = this.sql(
@@ -989,10 +994,13 @@ export class QueuingEngine {
       }
     })();
     for (const [id, list] of failed) {
+      const row = rows.find((r) => r.message_id === id);
       this.o.tracking.write({
         event: 'FAIL',
         source: 'ROUTING',
         internalMessageId: id,
+        ...(row?.header_message_id ? { messageId: row.header_message_id } : {}),
+        sender: row?.sender,
         recipients: list.map((f) => f.address),
         recipientStatus: list.map((f) => f.status),
       });
@@ -1296,6 +1304,7 @@ export class QueuingEngine {
                 SUM(r.state = 'retry') AS retrying, COUNT(*) AS n,
                 MIN(CASE WHEN r.state = 'retry' THEN r.next_attempt END) AS next_retry,
                 SUM(r.next_hop = 'hold' AND r.last_error LIKE 'Connector schedule%') AS scheduled,
+                SUM(r.next_hop = 'hold' AND r.last_error LIKE 'Remote triggered delivery%') AS remote_held,
                 MAX(r.last_error) AS last_error
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.state != 'done' GROUP BY r.queue, r.message_id`,
@@ -1310,13 +1319,17 @@ export class QueuingEngine {
       next_retry: number | null;
       last_error: string | null;
       scheduled: number;
+      remote_held: number;
     }[];
     const flags = new Map(
       (this.sql('SELECT name, frozen FROM queue_flags').all() as { name: string; frozen: number }[]).map(
         (f) => [f.name, f.frozen === 1],
       ),
     );
-    const out = new Map<string, QueueSummary & { allRetry: boolean; allScheduled: boolean }>();
+    const out = new Map<
+      string,
+      QueueSummary & { allRetry: boolean; allScheduled: boolean; allRemote: boolean }
+    >();
     // A frozen queue stays listed while empty: new mail for it will wait as Frozen.
     const frozenNames = [...flags].filter(([, f]) => f).map(([n]) => n);
     for (const q of [...Object.values(QUEUE), ...frozenNames]) {
@@ -1328,6 +1341,7 @@ export class QueuingEngine {
         totalSize: 0,
         allRetry: true,
         allScheduled: true,
+        allRemote: true,
       });
     }
     for (const r of rows) {
@@ -1342,6 +1356,7 @@ export class QueuingEngine {
             totalSize: 0,
             allRetry: true,
             allScheduled: true,
+            allRemote: true,
           })
           .get(r.queue)!;
       s.messageCount++;
@@ -1355,18 +1370,21 @@ export class QueuingEngine {
       if (r.last_error) s.lastError = r.last_error;
       if (r.retrying < r.n) s.allRetry = false;
       if (r.scheduled < r.n) s.allScheduled = false;
+      if (r.remote_held < r.n) s.allRemote = false;
     }
-    return [...out.values()].map(({ allRetry, allScheduled, ...s }) => ({
+    return [...out.values()].map(({ allRetry, allScheduled, allRemote, ...s }) => ({
       ...s,
       state: s.frozen
         ? 'Frozen'
-        : s.messageCount && allScheduled
-          ? 'Scheduled'
-          : s.messageCount && allRetry
-            ? 'Retry'
-            : this.activeIn(s.name)
-              ? 'Active'
-              : 'Ready',
+        : s.messageCount && allRemote
+          ? 'Remote'
+          : s.messageCount && allScheduled
+            ? 'Scheduled'
+            : s.messageCount && allRetry
+              ? 'Retry'
+              : this.activeIn(s.name)
+                ? 'Active'
+                : 'Ready',
     }));
   }
 
@@ -1541,7 +1559,7 @@ export class QueuingEngine {
   retryHeld(): void {
     this.sql(
       `UPDATE recipients SET next_attempt = 0 WHERE next_hop = 'hold' AND state = 'retry'
-      AND last_error NOT LIKE 'Connector schedule%'`,
+      AND last_error NOT LIKE 'Connector schedule%' AND last_error NOT LIKE 'Remote triggered delivery%'`,
     ).run();
     if (this.started) this.routingStage.kick();
   }

@@ -79,7 +79,7 @@ export class Router {
       return {
         queue: c.name,
         retryAt: now.getTime() + 3600_000,
-        reason: 'Connector schedule: held for remote triggered delivery (ETRN/TURN)',
+        reason: 'Remote triggered delivery: held until the remote side sends ETRN or TURN',
       };
     }
     const sec = c.outboundSecurity;

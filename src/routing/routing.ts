@@ -533,8 +533,9 @@ export function routeToDomain(
 /** A connector is down only when all its bridgeheads are down [003:140, 1834-1844]. */
 export function connectorDown(c: ConnectorView, serverUpFn: (name: string) => boolean): boolean {
   if (c.type === 'smtp' && c.smartHosts.length === 0) return false; // DNS-routed: never down
+  // "Any local server can send mail over this connector": always in service [003:140].
+  if (c.localBridgeheads.length === 0) return false;
   const heads = c.type === 'routingGroup' ? c.remoteBridgeheads : c.localBridgeheads;
-  if (c.type === 'smtp' && c.localBridgeheads.length === 0) return false; // any local server
   if (heads.length === 0) return false;
   return heads.every((h) => !serverUpFn(h.split('/')[0]!));
 }

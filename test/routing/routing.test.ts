@@ -31,7 +31,14 @@ function connector(c: Partial<ConnectorView> & { name: string; group: string }):
 /** Seattle, London, Brussels, Tokyo: Seattle→Brussels via London costs 20, via Tokyo 35. */
 function fourGroups(londonUp = true): Topology {
   const rgc = (from: string, to: string, cost: number) =>
-    connector({ name: `${from}-${to}`, group: from, to, cost, remoteBridgeheads: [`${to.toUpperCase()}1`] });
+    connector({
+      name: `${from}-${to}`,
+      group: from,
+      to,
+      cost,
+      localBridgeheads: [`${from.toUpperCase()}1`],
+      remoteBridgeheads: [`${to.toUpperCase()}1`],
+    });
   const t: Topology = {
     groups: ['Seattle', 'London', 'Brussels', 'Tokyo'],
     servers: ['Seattle', 'London', 'Brussels', 'Tokyo'].map((g) => ({
@@ -195,7 +202,13 @@ test('routing group scope hides a connector from other routing groups', () => {
 
 test('connector state: down only when all bridgeheads are down; any-local-server and DNS never down', () => {
   const up = new Set(['B2']);
-  const rgc = connector({ name: 'x', group: 'A', to: 'B', remoteBridgeheads: ['B1', 'B2'] });
+  const rgc = connector({
+    name: 'x',
+    group: 'A',
+    to: 'B',
+    localBridgeheads: ['A1'],
+    remoteBridgeheads: ['B1', 'B2'],
+  });
   assert.equal(
     connectorDown(rgc, (n) => up.has(n)),
     false,
@@ -204,6 +217,12 @@ test('connector state: down only when all bridgeheads are down; any-local-server
   assert.equal(
     connectorDown(rgc, (n) => up.has(n)),
     true,
+  );
+  // "Any local server" on a routing group connector: always in service [003:140].
+  const anyLocalRgc = connector({ name: 'y', group: 'A', to: 'B', remoteBridgeheads: ['B1', 'B2'] });
+  assert.equal(
+    connectorDown(anyLocalRgc, () => false),
+    false,
   );
   const dns = connector({ name: 'dns', group: 'A', type: 'smtp', localBridgeheads: ['A1'] });
   assert.equal(
