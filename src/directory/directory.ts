@@ -12,9 +12,20 @@ export type DirectoryEntry =
   | { kind: 'contact'; name: string; primaryAddress: string; contact: ContactConfig }
   | { kind: 'group'; name: string; primaryAddress: string; group: GroupConfig };
 
+export type Permission = 'allow' | 'deny' | 'default';
+
 export interface AuthenticatedIdentity {
   name: string;
   primaryAddress: string;
+  /**
+   * Submit and relay permissions on the virtual server [003:5336-5457], from the user and
+   * every group it belongs to: deny beats allow; relaying needs submit.
+   */
+  permissions?: { submit: Permission; relay: Permission };
+}
+
+function combine(values: Permission[]): Permission {
+  return values.includes('deny') ? 'deny' : values.includes('allow') ? 'allow' : 'default';
 }
 
 export interface Directory {
@@ -67,6 +78,31 @@ export class EmbeddedDirectory implements Directory {
     const entry = this.byName.get(login.toLowerCase()) ?? this.byAddress.get(bare(login));
     if (!entry || entry.kind !== 'user' || !entry.user.passwordHash) return undefined;
     if (!(await verifyPassword(password, entry.user.passwordHash))) return undefined;
-    return { name: entry.name, primaryAddress: entry.primaryAddress };
+    const sources = [entry.user.permissions, ...this.groupsOf(entry).map((g) => g.group.permissions)];
+    const submit = combine(sources.map((p) => p.submit));
+    const relay = submit === 'deny' ? 'deny' : combine(sources.map((p) => p.relay));
+    return { name: entry.name, primaryAddress: entry.primaryAddress, permissions: { submit, relay } };
+  }
+
+  /** Groups that contain `entry`, directly or through nested groups. */
+  private groupsOf(entry: DirectoryEntry): Extract<DirectoryEntry, { kind: 'group' }>[] {
+    const groups = [...this.byName.values()].filter(
+      (e): e is Extract<DirectoryEntry, { kind: 'group' }> => e.kind === 'group',
+    );
+    const found = new Set<string>();
+    const ids = new Set<string>([entry.name.toLowerCase(), entry.primaryAddress]);
+    let grew = true;
+    while (grew) {
+      grew = false;
+      for (const g of groups) {
+        if (found.has(g.name)) continue;
+        if (g.group.members.some((m) => ids.has(m.toLowerCase()) || ids.has(bare(m)))) {
+          found.add(g.name);
+          ids.add(g.name.toLowerCase());
+          grew = true;
+        }
+      }
+    }
+    return groups.filter((g) => found.has(g.name));
   }
 }

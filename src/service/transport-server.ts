@@ -55,8 +55,13 @@ function organisationAuthentication(directory: Directory, org: LoadedConfig['org
       if (secret && names.has(login.toLowerCase())) {
         const a = Buffer.from(password);
         const b = Buffer.from(secret);
-        if (a.length === b.length && timingSafeEqual(a, b))
-          return { name: login.toUpperCase(), primaryAddress: '' };
+        if (a.length === b.length && timingSafeEqual(a, b)) {
+          return {
+            name: login.toUpperCase(),
+            primaryAddress: '',
+            permissions: { submit: 'allow', relay: 'allow' },
+          };
+        }
         return undefined;
       }
       return directory.authenticate(login, password);

@@ -411,6 +411,9 @@ export class SmtpSession {
     if (!this.config.authentication.anonymous && !this.identity) {
       throw new TransportError(530, '5.7.1', 'Client was not authenticated');
     }
+    if (this.identity?.permissions?.submit === 'deny') {
+      throw new TransportError(550, '5.7.1', 'Client does not have permission to submit mail to this server');
+    }
     const max = this.config.messages.maxMessagesPerConnection;
     if (max !== null && this.messagesAccepted >= max) {
       throw new TransportError(
@@ -550,6 +553,9 @@ export class SmtpSession {
 
   private relayPermitted(): boolean {
     const relay = this.config.relay;
+    const granted = this.identity?.permissions?.relay;
+    if (granted === 'deny') return false;
+    if (granted === 'allow') return true;
     if (this.identity && relay.allowAuthenticated) return true;
     const listed = this.vs.relayList.contains(this.remoteAddress);
     return relay.mode === 'onlyList' ? listed : !listed;
