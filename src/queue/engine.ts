@@ -96,7 +96,11 @@ export interface EngineOptions {
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
   /** Next hop of a routed recipient: a remote queue name and where it connects. */
-  route: (route: Route, sender: string) => NextHop;
+  route: (
+    route: Route,
+    sender: string,
+    message: { size: number; priority: 'high' | 'normal' | 'low'; system: boolean },
+  ) => NextHop;
   remote: RemoteDelivery;
   /** Connections to one next hop, and in total [SPEC §7: 100, 1000]. */
   maxConnectionsPerQueue: number;
@@ -590,10 +594,13 @@ export class QueuingEngine {
   }
 
   private async categorizeBatch(): Promise<boolean> {
-    const messages = this.dueMessages([QUEUE.categorizer, QUEUE.dsn], 200);
+    // Small batches with a yield every few messages: SMTP sessions share this thread, and a
+    // long synchronous stretch here is latency on every one of their replies.
+    const messages = this.dueMessages([QUEUE.categorizer, QUEUE.dsn], 50);
     if (!messages.length) return false;
     const touched: string[] = [];
-    for (const m of messages) {
+    for (const [i, m] of messages.entries()) {
+      if (i > 0 && i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
       const envelope = this.envelopeOf(m);
       const rows = this.rowsOf(m.id, [QUEUE.categorizer, QUEUE.dsn]);
       if (!rows.length) continue;
@@ -628,7 +635,7 @@ export class QueuingEngine {
     this.routingStage.kick();
     this.dsnStage.kick();
     await this.completeIfDone(touched);
-    return messages.length === 200;
+    return messages.length === 50;
   }
 
   private applyCategorization(
@@ -930,14 +937,18 @@ export class QueuingEngine {
     // a schedule window opening).
     const rows = (
       this.sql(
-        `SELECT r.*, m.sender AS sender, m.received_at AS received_at,
+        `SELECT r.*, m.sender AS sender, m.received_at AS received_at, m.size AS size, m.is_dsn AS is_dsn,
+         json_extract(m.envelope, '$.priority') AS priority,
          json_extract(m.envelope, '$.messageId') AS header_message_id FROM recipients r
          JOIN messages m ON m.id = r.message_id
          WHERE (r.queue = ? OR r.next_hop = 'hold') AND r.state != 'done' AND r.next_attempt <= ?
-         AND m.frozen = 0 LIMIT 1000`,
+         AND m.frozen = 0 LIMIT 200`,
       ).all(QUEUE.routing, Date.now()) as (RecipientRow & {
         sender: string;
         received_at: number;
+        size: number;
+        is_dsn: number;
+        priority: 'high' | 'low' | null;
         header_message_id: string | null;
       })[]
     ).filter((r) => !this.queueFrozen(r.queue));
@@ -956,7 +967,11 @@ export class QueuingEngine {
     const failed = new Map<string, { address: string; status: string }[]>();
     this.db.transaction(() => {
       for (const r of rows) {
-        const hop = this.o.route(JSON.parse(r.route ?? '{}') as Route, r.sender);
+        const hop = this.o.route(JSON.parse(r.route ?? '{}') as Route, r.sender, {
+          size: r.size,
+          priority: r.priority ?? 'normal',
+          system: r.is_dsn === 1 || r.sender === '',
+        });
         if ('fail' in hop) {
           const text = `${hop.fail.code} ${hop.fail.status} ${hop.fail.text}`;
           fail.run(
@@ -1010,7 +1025,7 @@ export class QueuingEngine {
       await this.completeIfDone(failed.keys());
     }
     this.remoteStage.kick();
-    return rows.length === 1000;
+    return rows.length === 200;
   }
 
   private nextHoldingDue(): number | undefined {

@@ -39,6 +39,8 @@ export interface Envelope {
   headerFrom?: string;
   /** Received header fields in the message, ours included (hop count). */
   receivedHeaders?: number;
+  /** From Importance / X-Priority; absent means normal. */
+  priority?: 'high' | 'low';
 }
 
 export interface SpooledMessage {

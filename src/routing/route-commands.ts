@@ -90,9 +90,21 @@ export function addRouteCommands(program: Command): void {
     .option('-c, --config <file>', 'organisation file')
     .option('--from <server>', 'the server the message is on (default: the only or first server)')
     .option('--sender <address>', 'envelope sender (connector restrictions)', '')
+    .option('--size <kb>', 'message size in KB (content restrictions, oversize schedules)')
+    .option('--priority <priority>', 'high | normal | low (content restrictions)', 'normal')
     .option('--json', 'print JSON')
     .action(
-      async (address: string, o: { config?: string; from?: string; sender: string; json?: boolean }) => {
+      async (
+        address: string,
+        o: {
+          config?: string;
+          from?: string;
+          sender: string;
+          json?: boolean;
+          size?: string;
+          priority: string;
+        },
+      ) => {
         const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
         const org = loaded.org;
         const servers = org.routingGroups.flatMap((g) => g.servers);
@@ -130,7 +142,12 @@ export function addRouteCommands(program: Command): void {
             report.push({ address: leaf.address, ndr: leaf.route });
             continue;
           }
-          const { hop, why } = router.explain(leaf.route, o.sender);
+          const priority = o.priority === 'high' || o.priority === 'low' ? o.priority : 'normal';
+          const { hop, why } = router.explain(
+            leaf.route,
+            o.sender,
+            o.size ? { size: Number(o.size) * 1024, priority, system: o.sender === '' } : undefined,
+          );
           report.push({ address: leaf.address, route: leaf.route, hop: withoutPassword(hop), why });
           lines.push(
             `  ${leaf.address}: ${leaf.route.kind}${leaf.route.kind === 'server' ? ` (mailbox on ${leaf.route.server})` : ''}`,

@@ -10,6 +10,14 @@ import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from '
 import { buildTopology, senderIdentities } from './topology.js';
 import { nextOpening, scheduleOpen } from './schedule.js';
 
+/** What routing needs to know of a message for content restrictions and oversize schedules. */
+export interface MessageFacts {
+  size: number;
+  priority: 'high' | 'normal' | 'low';
+  /** System messages: delivery status notifications and other mail from the null sender. */
+  system: boolean;
+}
+
 export class Router {
   private readonly self: ServerConfig;
 
@@ -63,16 +71,24 @@ export class Router {
     return { queue: domain, destination: { type: 'dns', domain } };
   }
 
-  private viaConnector(name: string, domain: string): NextHop {
+  private viaConnector(name: string, domain: string, message?: MessageFacts): NextHop {
     const c = this.org.routingGroups.flatMap((g) => g.connectors).find((x) => x.name === name);
     if (!c || c.type !== 'smtp') return this.defaultRemote(domain);
     const now = new Date();
-    if (!scheduleOpen(c.schedule, now)) {
-      const next = nextOpening(c.schedule, now);
+    // Messages over the oversize threshold follow the connector's oversize schedule.
+    const oversize =
+      message !== undefined &&
+      c.schedule.oversizeThresholdKb !== null &&
+      message.size > c.schedule.oversizeThresholdKb * 1024;
+    const schedule = oversize
+      ? { mode: 'windows' as const, windows: c.schedule.oversizeWindows }
+      : c.schedule;
+    if (!scheduleOpen(schedule, now)) {
+      const next = nextOpening(schedule, now);
       return {
         queue: c.name,
         retryAt: next ?? now.getTime() + 3600_000,
-        reason: `Connector schedule: ${c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
+        reason: `Connector schedule: ${oversize ? 'oversize message outside its windows' : c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
       };
     }
     if (c.queueForRemoteTriggeredDelivery.enabled && !this.released(c.name, domain)) {
@@ -104,12 +120,12 @@ export class Router {
    * address space and cost, routing group paths to other servers, and without connectors
    * the virtual server's smart host or DNS.
    */
-  nextHop(route: Route, sender: string): NextHop {
-    return this.explain(route, sender).hop;
+  nextHop(route: Route, sender: string, message?: MessageFacts): NextHop {
+    return this.explain(route, sender, message).hop;
   }
 
   /** The decision and the reasons for it, as `bridgehead route test` prints them. */
-  explain(route: Route, sender: string): { hop: NextHop; why: string[] } {
+  explain(route: Route, sender: string, message?: MessageFacts): { hop: NextHop; why: string[] } {
     const self = this.self.name;
     const topo = this.topology();
     const hold = (why: string[]) => ({
@@ -127,6 +143,7 @@ export class Router {
         const r = routeToDomain(topo, self, route.domain, {
           address: sender,
           identities: senderIdentities(this.org, sender),
+          ...(message ? { message } : {}),
         });
         if (r.kind === 'none') {
           return {
@@ -135,13 +152,20 @@ export class Router {
           };
         }
         if (r.kind === 'restricted') {
+          const tooBig = r.why.some((w) => w.includes('larger than'));
           return {
             hop: {
-              fail: {
-                code: 550,
-                status: '5.7.1',
-                text: 'The sender is not allowed to send to this address space.',
-              },
+              fail: tooBig
+                ? {
+                    code: 552,
+                    status: '5.3.4',
+                    text: 'The message is too large for the connector to this address space.',
+                  }
+                : {
+                    code: 550,
+                    status: '5.7.1',
+                    text: 'The sender is not allowed to send to this address space.',
+                  },
             },
             why: r.why,
           };
@@ -149,7 +173,7 @@ export class Router {
         if (r.kind === 'unreachable') return hold(r.why);
         if (r.nextHop.toLowerCase() !== self.toLowerCase())
           return { hop: this.toServer(r.nextHop), why: r.why };
-        return { hop: this.viaConnector(r.connector.name, route.domain), why: r.why };
+        return { hop: this.viaConnector(r.connector.name, route.domain, message), why: r.why };
       }
       case 'forwardHost':
         return {

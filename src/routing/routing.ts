@@ -36,6 +36,13 @@ export interface ConnectorView {
   remoteBridgeheads: string[];
   smartHosts: string[];
   restrictions: { enabled: boolean; acceptFrom: string[]; rejectFrom: string[] };
+  /** Content restrictions: priorities, system / non-system messages, size [003:4752-4811]. */
+  content?: {
+    priorities: ('high' | 'normal' | 'low')[];
+    systemMessages: boolean;
+    nonSystemMessages: boolean;
+    maxSizeKb: number | null;
+  };
   state: 'up' | 'down';
 }
 
@@ -428,6 +435,19 @@ export interface SenderView {
   address: string;
   /** Names and addresses the sender is known by, groups included (for restrictions). */
   identities: string[];
+  /** The message, for content restrictions; unknown facts pass them. */
+  message?: { size: number; priority: 'high' | 'normal' | 'low'; system: boolean };
+}
+
+/** Why a connector's content restrictions exclude the message, if they do. */
+export function contentExcludes(c: ConnectorView, m: SenderView['message']): string | undefined {
+  if (!c.content || !m) return undefined;
+  if (!c.content.priorities.includes(m.priority)) return `${m.priority} priority`;
+  if (m.system && !c.content.systemMessages) return 'system message';
+  if (!m.system && !c.content.nonSystemMessages) return 'non-system message';
+  if (c.content.maxSizeKb !== null && m.size > c.content.maxSizeKb * 1024)
+    return `larger than ${c.content.maxSizeKb} KB`;
+  return undefined;
 }
 
 function restricts(c: ConnectorView, sender: SenderView | undefined): boolean {
@@ -472,9 +492,14 @@ export function routeToDomain(
   why.push(
     `most specific address space for ${domain}: ${specific.map((m) => `${m.c.name} (${m.space.pattern})`).join(', ')}`,
   );
-  const allowed = specific.filter((m) => !restricts(m.c, sender));
+  const allowed = specific.filter((m) => !restricts(m.c, sender) && !contentExcludes(m.c, sender?.message));
   if (!allowed.length) {
-    why.push('every such connector excludes this sender; no fall back to a less specific address space');
+    const content = specific.map((m) => contentExcludes(m.c, sender?.message)).find(Boolean);
+    why.push(
+      content
+        ? `every such connector refuses this message (${content}); no fall back to a less specific address space`
+        : 'every such connector excludes this sender; no fall back to a less specific address space',
+    );
     return { kind: 'restricted', why };
   }
   const paths = search(

@@ -29,6 +29,7 @@ export function buildTopology(
       remoteBridgeheads: c.type === 'routingGroup' ? c.remoteBridgeheads : [],
       smartHosts: c.type === 'smtp' ? c.smartHosts : [],
       restrictions: c.deliveryRestrictions,
+      content: c.contentRestrictions,
       state: connectorState(c.name) ?? 'up',
     })),
   );

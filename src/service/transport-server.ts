@@ -226,7 +226,7 @@ export class TransportServer {
       storeDriverLog: this.eventLog.category('Store Driver'),
       localRetry: policy(local),
       remoteRetry: policy(d.outbound),
-      route: (r, sender) => this.router.nextHop(r, sender),
+      route: (r, sender, message) => this.router.nextHop(r, sender, message),
       remote,
       maxConnectionsPerQueue: d.maxOutboundConnectionsPerDomain ?? 100_000,
       maxConnections: d.maxOutboundConnections ?? 100_000,

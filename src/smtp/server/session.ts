@@ -697,6 +697,19 @@ export class SmtpSession {
     if (subject !== undefined) envelope.subject = subject;
     const from = field('from');
     if (from !== undefined) envelope.headerFrom = from;
+    // Importance / X-Priority / Priority: what connectors' content restrictions look at.
+    const importance = (field('importance') ?? field('priority') ?? '').toLowerCase();
+    const xPriority = /^\s*(\d)/.exec(field('x-priority') ?? '')?.[1];
+    if (importance === 'high' || importance === 'urgent' || xPriority === '1' || xPriority === '2') {
+      envelope.priority = 'high';
+    } else if (
+      importance === 'low' ||
+      importance === 'non-urgent' ||
+      xPriority === '4' ||
+      xPriority === '5'
+    ) {
+      envelope.priority = 'low';
+    }
   }
 
   private async finishMessage(tx: Transaction): Promise<void> {
