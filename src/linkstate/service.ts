@@ -302,6 +302,7 @@ export class LinkStateService {
       const topology = buildTopology(this.o.org);
       const now = Date.now();
       const observed: Record<string, 'up' | 'down'> = {};
+      let unanswered = false;
       for (const c of this.o.group.connectors) {
         if (c.type !== 'routingGroup') continue;
         let up = false;
@@ -316,6 +317,7 @@ export class LinkStateService {
         // The tables are exchanged either way, but "any local server can send mail over this
         // connector" and a leaf link with no alternate path are never marked down
         // [003:140, 1834-1844; SPEC §5; docs/config.md localBridgeheads].
+        if (!up) unanswered = true;
         const view = topology.connectors.find((x) => x.name === c.name);
         const alwaysUp =
           c.localBridgeheads.length === 0 || (view !== undefined && leafKeepsUp(topology, view));
@@ -342,6 +344,11 @@ export class LinkStateService {
           changed = true;
           this.o.log.info({ connector: name, state: next }, 'link state: connector state changed');
         }
+      }
+      // A bridgehead that did not answer (often one still starting) is asked again soon, so
+      // tables converge and a connector comes back without waiting a whole probe interval.
+      if (unanswered && !this.stopped) {
+        setTimeout(() => void this.probe(), Math.min(5000, this.o.probeIntervalMs)).unref();
       }
       if (changed) {
         this.probing = false;

@@ -39,14 +39,68 @@ function withoutPassword(hop: NextHop): NextHop {
   };
 }
 
+interface LiveGroup {
+  name: string;
+  master: string;
+  version: { major: number; minor: number; user: number };
+  config: string;
+  servers: Record<string, string>;
+  connectors: Record<string, string>;
+}
+
+/** The link state table as a running server holds it (versions, states, digest). */
+async function showLive(api: string, json: boolean): Promise<void> {
+  let res: Response;
+  try {
+    const token = process.env.BRIDGEHEAD_TOKEN;
+    res = await fetch(`${api}/api/v1/linkstate`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+    });
+  } catch {
+    throw new Error(`cannot reach the admin API at ${api}; is the server running?`);
+  }
+  const body = (await res.json()) as {
+    error?: string;
+    master?: string;
+    isMaster?: boolean;
+    digest?: string;
+    table?: { groups: Record<string, LiveGroup> };
+  };
+  if (res.status >= 400) throw new Error(body.error ?? `HTTP ${res.status}`);
+  if (json) {
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    return;
+  }
+  const out = [
+    `Link state table (live)   digest ${body.digest}`,
+    `This server's routing group master: ${body.master}${body.isMaster ? ' (this server)' : ''}`,
+    '',
+  ];
+  for (const g of Object.values(body.table?.groups ?? {}).sort((a, b) => a.name.localeCompare(b.name))) {
+    const v = g.version;
+    out.push(
+      `Routing group ${g.name}   master ${g.master}   version ${v.major}.${v.minor}.${v.user}   config ${g.config}`,
+    );
+    for (const [name, state] of Object.entries(g.servers))
+      out.push(`  server    ${name}  ${state.toUpperCase()}`);
+    for (const [name, state] of Object.entries(g.connectors))
+      out.push(`  connector ${name}  ${state.toUpperCase()}`);
+    out.push('');
+  }
+  process.stdout.write(out.join('\n'));
+}
+
 export function addRouteCommands(program: Command): void {
   const route = program.command('route').description('routing: the link state table and route tests');
   route
     .command('show')
     .description('the link state table: routing groups, members, connectors, address spaces, costs, states')
     .option('-c, --config <file>', 'organisation file')
+    .option('--api <url>', "a running server's admin API: show its live link state table instead")
     .option('--json', 'print JSON')
-    .action((o: { config?: string; json?: boolean }) => {
+    .action(async (o: { config?: string; json?: boolean; api?: string }) => {
+      const api = o.api ?? (o.config ? undefined : process.env.BRIDGEHEAD_API);
+      if (api) return showLive(api.replace(/\/$/, ''), o.json === true);
       const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
       const org = loaded.org;
       const t = buildTopology(org);
