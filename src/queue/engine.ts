@@ -15,6 +15,7 @@
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import type { Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { Spool, type Envelope, type SpooledMessage } from './spool.js';
 import { afterTransientFailure, type RetryPolicy } from './retry.js';
@@ -208,6 +209,12 @@ class StageRunner {
   get busy(): boolean {
     return this.running;
   }
+}
+
+function addressInDomain(address: string, domain: string): boolean {
+  const a = address.toLowerCase();
+  const d = domain.toLowerCase();
+  return a.endsWith(`@${d}`) || a.endsWith(`.${d}`);
 }
 
 function notifyList(row: { notify: string | null }): string[] | undefined {
@@ -1061,6 +1068,118 @@ export class QueuingEngine {
     return false;
   }
 
+  /** One delivery job per message: its recipients in `queue`, results recorded as they come. */
+  private deliveryJobs(
+    queue: string,
+    messages: MessageRow[],
+    touched: string[],
+    rowsFor: (m: MessageRow) => RecipientRow[],
+  ): DeliveryJob[] {
+    const jobs: DeliveryJob[] = [];
+    for (const m of messages) {
+      const rows = rowsFor(m);
+      if (!rows.length) continue;
+      const envelope = this.envelopeOf(m);
+      jobs.push({
+        envelope,
+        recipients: rows.map((r) => ({
+          address: r.address,
+          ...(notifyList(r) ? { notify: notifyList(r) } : {}),
+          ...(r.orcpt ? { orcpt: r.orcpt } : {}),
+        })),
+        load: () => this.body(m),
+        done: (outcome) => {
+          const now = Date.now();
+          if ('error' in outcome) {
+            this.deferWrite(() =>
+              this.recordAttempts(
+                m,
+                envelope,
+                rows.map((row) => ({ row, error: outcome.error })),
+                this.o.remoteRetry,
+                now,
+                'SMTP',
+              ),
+            );
+          } else {
+            const results = rows.map((row, i) => {
+              const reply = outcome.results[i]!.reply;
+              if (reply.code >= 200 && reply.code < 300) return { row };
+              const status = reply.status ?? (reply.code >= 500 ? '5.0.0' : '4.0.0');
+              return {
+                row,
+                error: new RemoteReplyError(
+                  reply.code,
+                  status,
+                  `${outcome.remoteMta} said: ${reply.text}`,
+                  reply.text,
+                ),
+              };
+            });
+            this.deferWrite(() =>
+              this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta),
+            );
+            const sent = results.filter((r) => !r.error).map((r) => r.row.address);
+            if (sent.length) {
+              this.o.tracking.write({
+                event: 'SEND',
+                source: 'SMTP',
+                internalMessageId: m.id,
+                messageId: envelope.messageId,
+                sender: m.sender,
+                recipients: sent,
+                serverIp: outcome.remoteMta,
+                connectorId: queue,
+                totalBytes: m.size,
+                subject: envelope.subject,
+              });
+            }
+          }
+          touched.push(m.id);
+        },
+      });
+    }
+    return jobs;
+  }
+
+  /**
+   * ATRN / TURN [RFC 2645]: the client that asked now acts as the server on the same
+   * connection; the held mail for `domains` in the connectors' holding queues goes over it.
+   */
+  async deliverOverConnection(socket: Socket, queues: string[], domains: string[]): Promise<void> {
+    const held = (m: MessageRow) =>
+      (
+        this.sql(
+          `SELECT * FROM recipients WHERE message_id = ? AND next_hop = 'hold' AND state != 'done'`,
+        ).all(m.id) as RecipientRow[]
+      ).filter((r) => queues.includes(r.queue) && domains.some((d) => addressInDomain(r.address, d)));
+    const messages = (
+      this.sql(
+        `SELECT * FROM messages WHERE frozen = 0 AND id IN (
+           SELECT message_id FROM recipients WHERE next_hop = 'hold' AND state != 'done')`,
+      ).all() as MessageRow[]
+    ).filter((m) => held(m).length > 0);
+    const touched: string[] = [];
+    const jobs = this.deliveryJobs(queues.join(', '), messages, touched, held);
+    try {
+      await this.o.remote.runOnSocket(socket, jobs);
+    } finally {
+      this.flushWrites();
+      this.dsnStage.kick();
+      await this.completeIfDone(touched);
+    }
+  }
+
+  /** How many held recipients ATRN / TURN would deliver for `domains`. */
+  heldFor(queues: string[], domains: string[]): number {
+    if (!queues.length) return 0;
+    const rows = this.sql(
+      `SELECT address, queue FROM recipients WHERE next_hop = 'hold' AND state != 'done'`,
+    ).all() as { address: string; queue: string }[];
+    return rows.filter((r) => queues.includes(r.queue) && domains.some((d) => addressInDomain(r.address, d)))
+      .length;
+  }
+
   private async serveQueue(queue: string, destination: Destination): Promise<void> {
     for (let round = 0; round < 1000 && !this.remoteStage.stopped; round++) {
       if (this.queueFrozen(queue)) return;
@@ -1071,70 +1190,7 @@ export class QueuingEngine {
       ).all(queue, Date.now()) as MessageRow[];
       if (!messages.length) return;
       const touched: string[] = [];
-      const jobs: DeliveryJob[] = [];
-      for (const m of messages) {
-        const rows = this.rowsOf(m.id, [queue]);
-        if (!rows.length) continue;
-        const envelope = this.envelopeOf(m);
-        jobs.push({
-          envelope,
-          recipients: rows.map((r) => ({
-            address: r.address,
-            ...(notifyList(r) ? { notify: notifyList(r) } : {}),
-            ...(r.orcpt ? { orcpt: r.orcpt } : {}),
-          })),
-          load: () => this.body(m),
-          done: (outcome) => {
-            const now = Date.now();
-            if ('error' in outcome) {
-              this.deferWrite(() =>
-                this.recordAttempts(
-                  m,
-                  envelope,
-                  rows.map((row) => ({ row, error: outcome.error })),
-                  this.o.remoteRetry,
-                  now,
-                  'SMTP',
-                ),
-              );
-            } else {
-              const results = rows.map((row, i) => {
-                const reply = outcome.results[i]!.reply;
-                if (reply.code >= 200 && reply.code < 300) return { row };
-                const status = reply.status ?? (reply.code >= 500 ? '5.0.0' : '4.0.0');
-                return {
-                  row,
-                  error: new RemoteReplyError(
-                    reply.code,
-                    status,
-                    `${outcome.remoteMta} said: ${reply.text}`,
-                    reply.text,
-                  ),
-                };
-              });
-              this.deferWrite(() =>
-                this.recordAttempts(m, envelope, results, this.o.remoteRetry, now, 'SMTP', outcome.remoteMta),
-              );
-              const sent = results.filter((r) => !r.error).map((r) => r.row.address);
-              if (sent.length) {
-                this.o.tracking.write({
-                  event: 'SEND',
-                  source: 'SMTP',
-                  internalMessageId: m.id,
-                  messageId: envelope.messageId,
-                  sender: m.sender,
-                  recipients: sent,
-                  serverIp: outcome.remoteMta,
-                  connectorId: queue,
-                  totalBytes: m.size,
-                  subject: envelope.subject,
-                });
-              }
-            }
-            touched.push(m.id);
-          },
-        });
-      }
+      const jobs = this.deliveryJobs(queue, messages, touched, (m) => this.rowsOf(m.id, [queue]));
       const connections = Math.max(
         1,
         Math.min(

@@ -8,11 +8,11 @@ import type { LoadedConfig } from '../config/load.js';
 import { selectServer } from '../config/load.js';
 import type { ServerConfig, VirtualServerConfig } from '../config/schema.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
-import { EmbeddedDirectory, type Directory } from '../directory/directory.js';
+import { EmbeddedDirectory, type AuthenticatedIdentity, type Directory } from '../directory/directory.js';
 import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
-import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
+import { VirtualServerRuntime, type TurnResult } from '../smtp/server/virtual-server.js';
 import { QueuingEngine } from '../queue/engine.js';
 import { reply, type Reply } from '../smtp/status.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
@@ -300,23 +300,7 @@ export class TransportServer {
         organisationServers: allServers(org).map((x) => x.server.name),
         remoteTriggered: {
           etrn: async (node) => this.etrn(node),
-          atrn: async (domains) => {
-            // ATRN reverses the connection; this server does not turn sessions around yet,
-            // so it starts delivery of the held mail instead and says so.
-            const list = domains
-              .split(',')
-              .map((d) => d.trim())
-              .filter(Boolean);
-            const replies = list.map((d) => this.etrn(d));
-            const started = replies.filter((r) => r.code === 250).length;
-            return started
-              ? reply(
-                  250,
-                  '2.0.0',
-                  `Delivery of held mail started for ${list.join(', ')}; the connection is not reversed`,
-                )
-              : reply(453, '4.3.0', 'You have no mail');
-          },
+          atrn: async (domains, identity) => this.atrn(domains, identity),
         },
       });
       try {
@@ -452,6 +436,46 @@ export class TransportServer {
     this.loaded = next;
     this.engine.retryHeld();
     return notes;
+  }
+
+  /**
+   * ATRN / TURN (RFC 2645): mail held for remote triggered delivery, for the domains asked
+   * (or every domain of the connectors this account may dequeue), goes back over the
+   * client's own connection. Accounts listed on a connector are the only ones it serves.
+   */
+  private atrn(arg: string, identity: AuthenticatedIdentity): TurnResult {
+    const ids = [identity.name, identity.primaryAddress].filter(Boolean).map((x) => x.toLowerCase());
+    const connectors = this.loaded.org.routingGroups
+      .flatMap((g) => g.connectors)
+      .filter((c): c is Extract<typeof c, { type: 'smtp' }> => c.type === 'smtp')
+      .filter((c) => c.queueForRemoteTriggeredDelivery.enabled);
+    const mayDequeue = connectors.filter((c) => {
+      const accounts = c.queueForRemoteTriggeredDelivery.accounts.map((a) => a.toLowerCase());
+      return !accounts.length || accounts.some((a) => ids.includes(a));
+    });
+    const spaces = (c: (typeof connectors)[number]) =>
+      c.addressSpaces.map((a) =>
+        (typeof a === 'string' ? a.split(':')[1]! : a.pattern).replace(/^\*\.?/, ''),
+      );
+    const asked = arg
+      .split(',')
+      .map((d) => d.trim().toLowerCase())
+      .filter(Boolean);
+    const domains = asked.length ? asked : [...new Set(mayDequeue.flatMap(spaces))].filter(Boolean);
+    const serving = mayDequeue.filter((c) =>
+      domains.some((d) => spaces(c).some((s) => d === s || d.endsWith(`.${s}`) || s === '')),
+    );
+    if (asked.length && !serving.length && connectors.length > mayDequeue.length) {
+      return {
+        reply: reply(530, '5.7.1', 'Access denied: this account may not dequeue mail for those domains'),
+      };
+    }
+    const queues = serving.map((c) => c.name);
+    if (!this.engine.heldFor(queues, domains)) return { reply: reply(453, '4.3.0', 'You have no mail') };
+    return {
+      reply: reply(250, '2.0.0', 'OK now reversing the connection'),
+      reverse: (socket) => this.engine.deliverOverConnection(socket, queues, domains),
+    };
   }
 
   /** ETRN (RFC 1985): release mail held for remote triggered delivery to `node`. */

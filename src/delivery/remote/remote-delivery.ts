@@ -3,6 +3,7 @@
 // lets each carry message after message from a shared list (connection reuse). MX hosts
 // and their addresses are tried in order; the first that greets us wins [003:787-1343].
 import type { Resolver } from 'node:dns/promises';
+import type { Socket } from 'node:net';
 import { SmtpClient, type ClientOptions, type RecipientResult } from '../../smtp/client/client.js';
 import { TransportError } from '../../smtp/status.js';
 import type { Envelope, RecipientEnvelope } from '../../queue/spool.js';
@@ -120,6 +121,43 @@ export class RemoteDelivery {
       }
     }
     throw last ?? new TransportError(451, '4.4.1', 'no host to connect to');
+  }
+
+  /** ATRN / TURN: delivers `jobs` over a connection the remote side opened to us. */
+  async runOnSocket(socket: Socket, jobs: DeliveryJob[]): Promise<void> {
+    const session = `T${(++connectionCounter).toString(36).toUpperCase()}`;
+    const peer = socket.remoteAddress ?? 'turn';
+    const client = new SmtpClient({
+      host: peer,
+      port: socket.remotePort ?? 0,
+      heloName: this.s.heloName,
+      tls: 'none',
+      timeoutMs: this.s.timeoutMs,
+      log: this.s.protocolLog ? (e, d) => this.s.protocolLog!(session, e, d) : undefined,
+    });
+    try {
+      await client.adopt(socket);
+    } catch (err) {
+      const error = err instanceof TransportError ? err : new TransportError(451, '4.4.2', String(err));
+      for (const j of jobs) j.done({ error });
+      await client.quit();
+      return;
+    }
+    for (const job of jobs) {
+      if (!client.usable) {
+        job.done({ error: new TransportError(451, '4.4.2', `Connection to ${peer} lost`) });
+        continue;
+      }
+      try {
+        const results = await client.send(job.envelope, job.recipients, await job.load());
+        job.done({ results, remoteMta: `${peer} (ATRN)` });
+      } catch (err) {
+        job.done({
+          error: err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err)),
+        });
+      }
+    }
+    await client.quit();
   }
 
   /** Delivers `jobs` over at most `connections` sessions; every job's done() is called once. */

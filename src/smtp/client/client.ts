@@ -159,6 +159,20 @@ export class SmtpClient {
     if (this.o.auth) await this.authenticate(this.o.auth);
   }
 
+  /**
+   * ATRN / TURN: the connection the remote side opened is turned around; we read its
+   * banner and go on as the client (no STARTTLS or AUTH: the session was authenticated).
+   */
+  async adopt(socket: net.Socket | tls.TLSSocket): Promise<void> {
+    socket.setNoDelay(true);
+    this.attach(socket);
+    this.tlsActive = socket instanceof tls.TLSSocket;
+    this.log('+', 'connection reversed (ATRN)');
+    this.greeting = await this.read();
+    if (this.greeting.code !== 220) throw this.failure(this.greeting, 'banner after ATRN');
+    await this.hello();
+  }
+
   private attach(socket: net.Socket | tls.TLSSocket): void {
     this.socket = socket;
     socket.setEncoding('utf8');

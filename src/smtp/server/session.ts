@@ -970,6 +970,22 @@ export class SmtpSession {
     this.requireHello();
     if (!this.identity) throw new TransportError(530, '5.7.0', 'Authentication required');
     if (this.tx) throw new TransportError(503, '5.5.1', `${verb} not allowed during a mail transaction`);
-    this.send(await this.vs.remoteTriggered.atrn(arg, this.identity));
+    const result = await this.vs.remoteTriggered.atrn(verb === 'TURN' ? '' : arg, this.identity);
+    this.send(result.reply);
+    if (!result.reverse) return;
+    // The roles reverse (RFC 2645): this session ends as a server and the connection carries
+    // our deliveries, with the client now answering as the server.
+    this.socket.uncork();
+    const socket = this.socket;
+    for (const event of ['data', 'timeout', 'close']) socket.removeAllListeners(event);
+    socket.setTimeout(0);
+    this.mode = 'closed';
+    this.buffer = EMPTY;
+    this.log('*', `connection reversed for ${verb}`);
+    void result.reverse(socket).finally(() => {
+      socket.destroy();
+      this.log('-', '');
+      this.vs.sessionEnded(this);
+    });
   }
 }

@@ -15,9 +15,16 @@ import { SmtpSession } from './session.js';
 import type { SessionHygiene } from '../../hygiene/session-hygiene.js';
 
 /** ETRN / ATRN answers come from the queue side; until it holds mail, nothing waits. */
+/** ATRN / TURN: the reply, and when mail is waiting, what to do with the reversed connection. */
+export interface TurnResult {
+  reply: Reply;
+  reverse?: (socket: net.Socket) => Promise<void>;
+}
+
 export interface RemoteTriggeredDelivery {
   etrn(node: string, identity: AuthenticatedIdentity | undefined): Promise<Reply>;
-  atrn(domains: string, identity: AuthenticatedIdentity): Promise<Reply>;
+  /** `domains` is ATRN's comma-separated argument; empty for TURN or a bare ATRN. */
+  atrn(domains: string, identity: AuthenticatedIdentity): Promise<TurnResult>;
 }
 
 export const noHeldQueues: RemoteTriggeredDelivery = {
@@ -25,7 +32,7 @@ export const noHeldQueues: RemoteTriggeredDelivery = {
     return reply(458, '4.3.0', `Unable to queue messages for node ${node.replace(/^[@#]/, '')}`);
   },
   async atrn() {
-    return reply(453, '4.3.0', 'You have no mail');
+    return { reply: reply(453, '4.3.0', 'You have no mail') };
   },
 };
 
