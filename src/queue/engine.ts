@@ -1088,6 +1088,10 @@ export class QueuingEngine {
           ...(r.orcpt ? { orcpt: r.orcpt } : {}),
         })),
         load: () => this.body(m),
+        // The submitter's identity travels to the next organisation server (XEXCH50).
+        properties: Buffer.from(
+          JSON.stringify({ authenticatedAs: envelope.client.authenticatedAs ?? null, id: m.id }),
+        ),
         done: (outcome) => {
           const now = Date.now();
           if ('error' in outcome) {

@@ -30,6 +30,8 @@ export interface DeliveryJob {
   envelope: Envelope;
   recipients: RecipientEnvelope[];
   load(): Promise<Buffer>;
+  /** XEXCH50 properties for another server of the organisation. */
+  properties?: Buffer;
   /** Per-recipient replies, or one error for the whole message. */
   done(outcome: { results: RecipientResult[]; remoteMta: string } | { error: TransportError }): void;
 }
@@ -188,7 +190,12 @@ export class RemoteDelivery {
           const job = queue.shift()!;
           try {
             const body = await job.load();
-            const results = await conn.client.send(job.envelope, job.recipients, body);
+            const results = await conn.client.send(
+              job.envelope,
+              job.recipients,
+              body,
+              d.type === 'server' ? job.properties : undefined,
+            );
             job.done({ results, remoteMta: conn.target.host });
           } catch (err) {
             const error = err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err));

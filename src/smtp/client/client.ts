@@ -314,6 +314,8 @@ export class SmtpClient {
     envelope: Envelope,
     recipients: RecipientEnvelope[],
     message: Buffer,
+    /** XEXCH50 message properties, sent when the peer (an organisation server) offers it. */
+    properties?: Buffer,
   ): Promise<RecipientResult[]> {
     const ext = this.extensions;
     const params: string[] = [];
@@ -348,7 +350,10 @@ export class SmtpClient {
       return `RCPT TO:<${r.address}>${p.length ? ' ' + p.join(' ') : ''}`;
     };
     const mailLine = `MAIL FROM:<${envelope.sender}>${params.length ? ' ' + params.join(' ') : ''}`;
+    const sendProperties = properties !== undefined && ext.has('XEXCH50');
+    // With properties to send, DATA waits until XEXCH50 is done: it is not pipelined.
     const chunking = ext.has('CHUNKING') && envelope.body === 'BINARYMIME';
+    const holdData = chunking || sendProperties;
     const pipelining = ext.has('PIPELINING');
 
     let mailReply: SmtpReply;
@@ -356,8 +361,8 @@ export class SmtpClient {
     let dataReply: SmtpReply | undefined;
     if (pipelining) {
       const pending = [this.read(), ...recipients.map(() => this.read())];
-      const dataPending = chunking ? undefined : this.read();
-      const lines = [mailLine, ...recipients.map(rcptLine), ...(chunking ? [] : ['DATA'])];
+      const dataPending = holdData ? undefined : this.read();
+      const lines = [mailLine, ...recipients.map(rcptLine), ...(holdData ? [] : ['DATA'])];
       for (const l of lines) this.log('>', l);
       this.socket!.write(lines.map((l) => `${l}\r\n`).join(''));
       const replies = await Promise.all(pending);
@@ -383,6 +388,16 @@ export class SmtpClient {
       else if (!pipelining || chunking) await this.command('RSET').catch(() => undefined);
       else await this.command('RSET').catch(() => undefined);
       return results;
+    }
+    if (sendProperties) {
+      const r = await this.command(`XEXCH50 ${properties.length} 2`);
+      if (r.code === 354) {
+        const p = this.read();
+        this.log('*', `sending ${properties.length} bytes of XEXCH50 properties`);
+        this.socket!.write(properties);
+        const done = await p;
+        if (done.code !== 250) this.log('*', `XEXCH50 refused: ${done.text}`);
+      }
     }
     let final: SmtpReply;
     if (chunking) {

@@ -12,7 +12,7 @@ import type { VirtualServerRuntime } from './virtual-server.js';
 import type { AuthenticatedIdentity } from '../../directory/directory.js';
 import type { HygieneSessionState } from '../../hygiene/session-hygiene.js';
 
-type Mode = 'command' | 'data' | 'bdat' | 'auth' | 'closed';
+type Mode = 'command' | 'data' | 'bdat' | 'xexch50' | 'auth' | 'closed';
 
 interface Transaction {
   sender: string;
@@ -33,6 +33,8 @@ interface Transaction {
   bdatFailed?: boolean;
   /** Sender filter "accept without notifying the sender": the message goes to badmail. */
   archive?: string;
+  /** The submitter's authenticated identity, as the previous organisation server sent it (XEXCH50). */
+  relayedIdentity?: string;
 }
 
 /** Collects the header section while the message streams, for hop count and tracking. */
@@ -240,6 +242,8 @@ export class SmtpSession {
         return this.dataStep();
       case 'bdat':
         return this.bdatStep();
+      case 'xexch50':
+        return this.xexch50Step();
       default:
         return false;
     }
@@ -341,7 +345,7 @@ export class SmtpSession {
         case 'X-LINK2STATE':
           return this.xLink2State(arg);
         case 'XEXCH50':
-          return this.xexch50();
+          return this.xexch50(arg);
         default:
           this.send(reply(500, '5.3.3', 'Unrecognized command'));
           return this.countError();
@@ -378,7 +382,7 @@ export class SmtpSession {
     if (this.vs.tlsContext && !this.tlsActive) lines.push('STARTTLS');
     if (this.authOffered()) lines.push('AUTH LOGIN PLAIN');
     lines.push('SMTPUTF8');
-    if (this.vs.linkState && this.config.exchangeVerbs) lines.push('X-LINK2STATE');
+    if (this.vs.linkState && this.config.exchangeVerbs) lines.push('X-LINK2STATE', 'XEXCH50');
     lines.push('OK');
     this.send(reply(250, undefined, lines));
   }
@@ -584,7 +588,15 @@ export class SmtpSession {
         port: this.remotePort,
         helo: this.helo ?? '',
         tls: this.tlsActive,
-        ...(this.identity ? { authenticatedAs: this.identity.primaryAddress || this.identity.name } : {}),
+        // From another server of the organisation, the submitter's identity is what that
+        // server sent with XEXCH50 (none: the sender was anonymous), never the server's own.
+        ...(this.fromOrganisationServer
+          ? tx.relayedIdentity
+            ? { authenticatedAs: tx.relayedIdentity }
+            : {}
+          : this.identity
+            ? { authenticatedAs: this.identity.primaryAddress || this.identity.name }
+            : {}),
       },
       sender: tx.sender,
       body: tx.body,
@@ -947,7 +959,16 @@ export class SmtpSession {
    * XEXCH50 (Exchange message properties): refused from anonymous sessions unless
    * configured. Bridgehead servers carry properties in the envelope and never send it.
    */
-  private xexch50(): void {
+  private xexch50Remaining = 0;
+  private xexch50Blob: Buffer[] = [];
+
+  /**
+   * XEXCH50 <size> <flags>: message properties between organisation servers, after RCPT and
+   * before DATA. Refused from anonymous sessions unless configured; properties from anyone
+   * but an organisation server are read and ignored. Bridgehead servers send the submitter's
+   * authenticated identity this way, so restrictions hold on the next server too.
+   */
+  private xexch50(arg: string): void {
     if (!this.config.exchangeVerbs) {
       this.send(reply(500, '5.3.3', 'Unrecognized command'));
       return this.countError();
@@ -956,7 +977,40 @@ export class SmtpSession {
     if (!this.fromOrganisationServer && !this.config.xexch50FromAnonymous) {
       throw new TransportError(504, '5.7.4', 'Need to authenticate first');
     }
-    throw new TransportError(502, '5.5.1', 'XEXCH50 properties are not used by this server');
+    const m = /^(\d+)\s+\d+$/.exec(arg);
+    if (!m || Number(m[1]) > 1024 * 1024)
+      throw new TransportError(501, '5.5.4', 'Syntax: XEXCH50 size flags');
+    if (!this.tx || this.tx.recipients.length === 0 || this.tx.writer) {
+      throw new TransportError(503, '5.5.1', 'XEXCH50 goes after RCPT and before DATA');
+    }
+    this.xexch50Remaining = Number(m[1]);
+    this.xexch50Blob = [];
+    this.mode = 'xexch50';
+    this.send(reply(354, undefined, 'Send binary data'));
+  }
+
+  private async xexch50Step(): Promise<boolean> {
+    if (this.xexch50Remaining > 0) {
+      if (this.buffer.length === 0) return false;
+      const take = Math.min(this.xexch50Remaining, this.buffer.length);
+      this.xexch50Blob.push(this.buffer.subarray(0, take));
+      this.buffer = this.buffer.subarray(take);
+      this.xexch50Remaining -= take;
+      if (this.xexch50Remaining > 0) return false;
+    }
+    this.mode = 'command';
+    const blob = Buffer.concat(this.xexch50Blob);
+    this.xexch50Blob = [];
+    if (this.fromOrganisationServer && this.tx) {
+      try {
+        const props = JSON.parse(blob.toString('utf8')) as { authenticatedAs?: unknown };
+        if (typeof props.authenticatedAs === 'string') this.tx.relayedIdentity = props.authenticatedAs;
+      } catch {
+        // Properties we cannot read are dropped, as Exchange drops foreign ones.
+      }
+    }
+    this.send(reply(250, '2.0.0', 'XEXCH50 OK'));
+    return true;
   }
 
   private async etrn(arg: string): Promise<void> {
