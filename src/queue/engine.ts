@@ -1017,6 +1017,7 @@ export class QueuingEngine {
     })();
     for (const [id, list] of failed) {
       const row = rows.find((r) => r.message_id === id);
+      for (const f of list) this.logNdr(this.o.log, f.status, f.address, row?.header_message_id ?? id);
       this.o.tracking.write({
         event: 'FAIL',
         source: 'ROUTING',

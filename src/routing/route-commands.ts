@@ -200,7 +200,9 @@ export function addRouteCommands(program: Command): void {
           const { hop, why } = router.explain(
             leaf.route,
             o.sender,
-            o.size ? { size: Number(o.size) * 1024, priority, system: o.sender === '' } : undefined,
+            o.size || o.priority !== 'normal'
+              ? { size: Number(o.size ?? 0) * 1024, priority, system: o.sender === '' }
+              : undefined,
           );
           report.push({ address: leaf.address, route: leaf.route, hop: withoutPassword(hop), why });
           lines.push(
