@@ -3,6 +3,7 @@
 // model is what link state and the admin API will carry.
 import { z } from 'zod';
 import { duration, sizeKb } from './units.js';
+import { CATEGORIES } from '../logs/event-log.js';
 
 const name = z.string().trim().min(1, 'must not be empty');
 
@@ -206,18 +207,7 @@ export const serverSchema = z.strictObject({
   messageTracking: tracking,
   adminApi,
   diagnosticLogging: z
-    .partialRecord(
-      z.enum([
-        'Routing Engine',
-        'Categorizer',
-        'Connection Manager',
-        'Queuing Engine',
-        'Store Driver',
-        'SMTP Protocol',
-        'Link State',
-      ]),
-      z.enum(['none', 'minimum', 'medium', 'maximum']),
-    )
+    .partialRecord(z.enum(CATEGORIES), z.enum(['none', 'minimum', 'medium', 'maximum']))
     .default({}),
 });
 export type ServerConfig = z.infer<typeof serverSchema>;

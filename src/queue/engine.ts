@@ -247,8 +247,8 @@ export class QueuingEngine {
   /** Remote queues with a delivery under way, and connections in use. */
   private readonly serving = new Set<string>();
   private connectionsInUse = 0;
-  private pendingSubmissions: SpooledMessage[] = [];
-  private submitScheduled = false;
+  /** New submissions in the pending writes: the categorizer runs once they are committed. */
+  private categorizeAfterWrites = false;
   private readonly activeMessages = new Set<string>();
   private started = false;
   private readonly statements = new Map<string, Database.Statement>();
@@ -345,6 +345,10 @@ export class QueuingEngine {
     this.db.transaction(() => {
       for (const fn of batch) fn();
     })();
+    if (this.categorizeAfterWrites) {
+      this.categorizeAfterWrites = false;
+      if (this.started) this.categorizerStage.kick();
+    }
   }
 
   /** An NDR for a recipient, logged as the event log message of [002] (ids 3000-3033). */
@@ -401,26 +405,12 @@ export class QueuingEngine {
 
   // ------------------------------------------------------------------ submission
 
-  /** Called once a message is acknowledged; rows are inserted in batches. */
+  /** Called once a message is acknowledged; its rows share the turn's transaction. */
   submit(message: SpooledMessage, body?: Buffer): void {
     if (body) this.rememberBody(message.envelope.id, body);
-    this.pendingSubmissions.push(message);
-    if (!this.submitScheduled) {
-      this.submitScheduled = true;
-      setImmediate(() => this.flushSubmissions());
-    }
-  }
-
-  private flushSubmissions(): void {
-    this.submitScheduled = false;
-    const batch = this.pendingSubmissions;
-    this.pendingSubmissions = [];
-    if (!batch.length) return;
-    this.db.transaction(() => {
-      for (const m of batch) this.insertMessage(m, QUEUE.categorizer, false);
-    })();
-    for (const m of batch) {
-      const e = m.envelope;
+    this.deferWrite(() => {
+      this.insertMessage(message, QUEUE.categorizer, false);
+      const e = message.envelope;
       this.o.tracking.write({
         event: 'SUBMIT',
         source: 'STOREDRIVER',
@@ -428,12 +418,12 @@ export class QueuingEngine {
         messageId: e.messageId,
         sender: e.sender,
         recipients: e.recipients.map((r) => r.address),
-        totalBytes: m.size,
+        totalBytes: message.size,
         subject: e.subject,
         returnPath: e.sender,
       });
-    }
-    if (this.started) this.categorizerStage.kick();
+    });
+    this.categorizeAfterWrites = true;
   }
 
   private insertMessage(m: SpooledMessage, queue: string, isDsn: boolean): void {
@@ -503,7 +493,7 @@ export class QueuingEngine {
   }
 
   async stop(): Promise<void> {
-    this.flushSubmissions();
+    this.flushWrites();
     for (const r of this.runners) r.stop();
     const deadline = Date.now() + 5000;
     while (this.runners.some((r) => r.busy) && Date.now() < deadline)

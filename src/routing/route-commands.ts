@@ -1,6 +1,7 @@
 // `bridgehead route show` (the WinRoute view of the link state table) and
 // `bridgehead route test ADDRESS` (which route an address would take, and why).
 import { createHash } from 'node:crypto';
+import { canonical } from '../linkstate/table.js';
 import type { Command } from 'commander';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
 import { Categorizer } from '../categorizer/categorizer.js';
@@ -10,17 +11,6 @@ import { Router } from './router.js';
 import { buildTopology } from './topology.js';
 import type { Topology } from './routing.js';
 import type { NextHop } from '../queue/engine.js';
-
-function canonical(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
-  if (value && typeof value === 'object') {
-    return `{${Object.keys(value)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
-      .join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /** MD5 of the canonical form of the link state table, as servers compare it. */
 export function topologyDigest(t: Topology): string {
