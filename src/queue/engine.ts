@@ -1181,7 +1181,7 @@ export class QueuingEngine {
       const messages = this.sql(
         `SELECT * FROM messages WHERE frozen = 0 AND id IN (
              SELECT message_id FROM recipients WHERE queue = ? AND remote = 1 AND state != 'done' AND next_attempt <= ?
-           ) ORDER BY received_at LIMIT 2000`,
+           ) ORDER BY received_at LIMIT 200`,
       ).all(queue, Date.now()) as MessageRow[];
       if (!messages.length) return;
       const touched: string[] = [];
