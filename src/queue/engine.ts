@@ -351,6 +351,26 @@ export class QueuingEngine {
     }
   }
 
+  /** Failed recipients of one message: NDR events in the diagnostic log, one FAIL tracking event. */
+  private recordFailures(
+    source: string,
+    log: Logger | undefined,
+    m: { id: string; sender?: string; messageId?: string },
+    list: { address: string; status: string }[],
+  ): void {
+    if (!list.length) return;
+    for (const f of list) this.logNdr(log, f.status, f.address, m.messageId ?? m.id);
+    this.o.tracking.write({
+      event: 'FAIL',
+      source,
+      internalMessageId: m.id,
+      ...(m.messageId ? { messageId: m.messageId } : {}),
+      ...(m.sender !== undefined ? { sender: m.sender } : {}),
+      recipients: list.map((f) => f.address),
+      recipientStatus: list.map((f) => f.status),
+    });
+  }
+
   /** An NDR for a recipient, logged as the event log message of [002] (ids 3000-3033). */
   private logNdr(log: Logger | undefined, status: string, recipient: string, messageId: string): void {
     const e = ndrEvent(status);
@@ -740,19 +760,12 @@ export class QueuingEngine {
         }
       }
     })();
-    for (const f of failures)
-      this.logNdr(this.o.categorizerLog, f.status, f.address, envelope.messageId ?? m.id);
-    if (failures.length) {
-      this.o.tracking.write({
-        event: 'FAIL',
-        source: 'CATEGORIZER',
-        internalMessageId: m.id,
-        messageId: envelope.messageId,
-        sender: m.sender,
-        recipients: failures.map((f) => f.address),
-        recipientStatus: failures.map((f) => f.status),
-      });
-    }
+    this.recordFailures(
+      'CATEGORIZER',
+      this.o.categorizerLog,
+      { id: m.id, sender: m.sender, messageId: envelope.messageId },
+      failures,
+    );
   }
 
   // ------------------------------------------------------------------ local delivery
@@ -905,25 +918,12 @@ export class QueuingEngine {
         recipients: deferred,
       });
     }
-    for (const f of failedList) {
-      this.logNdr(
-        source === 'STOREDRIVER' ? this.o.storeDriverLog : this.o.log,
-        f.status,
-        f.address,
-        envelope.messageId ?? m.id,
-      );
-    }
-    if (failedList.length) {
-      this.o.tracking.write({
-        event: 'FAIL',
-        source,
-        internalMessageId: m.id,
-        messageId: envelope.messageId,
-        sender: m.sender,
-        recipients: failedList.map((f) => f.address),
-        recipientStatus: failedList.map((f) => f.status),
-      });
-    }
+    this.recordFailures(
+      source,
+      source === 'STOREDRIVER' ? this.o.storeDriverLog : this.o.log,
+      { id: m.id, sender: m.sender, messageId: envelope.messageId },
+      failedList,
+    );
   }
 
   // ------------------------------------------------------------------ routing and remote delivery
@@ -1007,16 +1007,12 @@ export class QueuingEngine {
     })();
     for (const [id, list] of failed) {
       const row = rows.find((r) => r.message_id === id);
-      for (const f of list) this.logNdr(this.o.log, f.status, f.address, row?.header_message_id ?? id);
-      this.o.tracking.write({
-        event: 'FAIL',
-        source: 'ROUTING',
-        internalMessageId: id,
-        ...(row?.header_message_id ? { messageId: row.header_message_id } : {}),
-        sender: row?.sender,
-        recipients: list.map((f) => f.address),
-        recipientStatus: list.map((f) => f.status),
-      });
+      this.recordFailures(
+        'ROUTING',
+        this.o.log,
+        { id, sender: row?.sender, messageId: row?.header_message_id ?? undefined },
+        list,
+      );
     }
     if (failed.size) {
       this.dsnStage.kick();

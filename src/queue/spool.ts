@@ -39,6 +39,8 @@ export interface Envelope {
   headerFrom?: string;
   /** Received header fields in the message, ours included (hop count). */
   receivedHeaders?: number;
+  /** Accepted silently by the sender filter: it belongs in badmail, never in the queues. */
+  archived?: string;
   /** From Importance / X-Priority; absent means normal. */
   priority?: 'high' | 'low';
 }

@@ -233,7 +233,13 @@ export class TransportServer {
       ndrCopyTo: first.messages.ndrCopyTo,
       badmailDir: first.messages.badmailDirectory,
     });
-    this.queueRecovery = await this.engine.recover(this.recovery.messages);
+    // Archived messages a crash left in the spool finish their way to badmail.
+    for (const m of this.recovery.messages) {
+      if (m.envelope.archived !== undefined) await this.archived(m, m.envelope.archived);
+    }
+    this.queueRecovery = await this.engine.recover(
+      this.recovery.messages.filter((m) => m.envelope.archived === undefined),
+    );
     if (!this.options.hold) this.engine.start();
     await this.startAdminApi();
     if (this.linkState) {
@@ -516,7 +522,13 @@ export class TransportServer {
     const dir = path.resolve(this.dataDir, this.server.virtualServers[0]!.messages.badmailDirectory);
     await fsp.mkdir(dir, { recursive: true });
     const target = path.join(dir, `${m.envelope.id}.bad`);
-    await fsp.rename(m.file, target).catch(() => undefined);
+    try {
+      await fsp.rename(m.file, target);
+    } catch (err) {
+      // Still marked archived in the spool: the next start tries again; it is never delivered.
+      this.eventLog.category('Queuing Engine').error({ err, id: m.envelope.id }, 'cannot move to badmail');
+      return;
+    }
     await fsp.writeFile(path.join(dir, `${m.envelope.id}.bdr`), `${reason}\n`).catch(() => undefined);
     this.tracking.write({
       event: 'BADMAIL',

@@ -605,6 +605,7 @@ export class SmtpSession {
       ...(tx.envid !== undefined ? { envid: tx.envid } : {}),
       ...(tx.declaredSize !== undefined ? { declaredSize: tx.declaredSize } : {}),
       recipients: tx.recipients,
+      ...(tx.archive !== undefined ? { archived: tx.archive } : {}),
     };
     tx.writer = this.vs.spool.createWriter(envelope);
     const proto =
@@ -754,6 +755,9 @@ export class SmtpSession {
       return;
     }
     const archive = tx.archive ?? (headerVerdict?.action === 'archive' ? headerVerdict.reason : undefined);
+    // Marked in the spool file itself: a crash before the move to badmail must not let
+    // recovery deliver it.
+    if (archive) writer.envelope.archived = archive;
     try {
       const spooled = await writer.commit();
       this.messagesAccepted++;
