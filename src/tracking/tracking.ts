@@ -1,7 +1,18 @@
 // Message tracking: every stage writes an event with the fields of [002 "Fields in Message
 // Tracking"]; stored in SQLite beside the queues, indexed by message-id, sender,
 // recipient and time, kept `retentionDays` days (7 by default) [003:7247-7282].
-import Database from 'better-sqlite3';
+//
+// Writes run on a worker thread (tracking-writer.ts), reads on this one: see README.md.
+import { Worker } from 'node:worker_threads';
+import type Database from 'better-sqlite3';
+import {
+  openTrackingDb,
+  pruneEvents,
+  type EventRowValues,
+  type FromWriter,
+  type ToWriter,
+  type WriterData,
+} from './schema.js';
 
 export type TrackingEventName =
   | 'RECEIVE'
@@ -59,62 +70,43 @@ export interface TrackingQuery {
 }
 
 export class MessageTracking {
+  /** Reads (search); also the only connection when tracking is switched off (no writer thread). */
   private readonly db: Database.Database;
-  private readonly insert: Database.Statement;
-  private pending: unknown[][] = [];
+  /** The writer thread (when tracking is on); started again on the next batch if it dies. */
+  private writer: Worker | undefined;
+  private pending: EventRowValues[] = [];
   private flushTimer: NodeJS.Timeout | undefined;
+  private seq = 0;
+  /** Messages posted to the writer and not yet answered, by sequence number. */
+  private readonly unanswered = new Map<number, (r: FromWriter) => void>();
+  /** The answer to the last message posted to the writer. */
+  private last: Promise<FromWriter> | undefined;
+  private closing: Promise<void> | undefined;
+  private quietUntil = 0;
+  private suppressed = 0;
   /** Observers of every event (counters), called even when tracking is switched off. */
   readonly listeners: ((e: TrackingEvent) => void)[] = [];
+  /**
+   * Where failures of the writer thread go (disk full, a locked or damaged database):
+   * tracking goes on, the batch in question is lost. At most one report every 10 s.
+   */
+  onError: (err: Error) => void = (err) => console.error(`bridgehead: message tracking: ${err.message}`);
 
   constructor(
-    file: string,
+    private readonly file: string,
     private readonly serverHostname: string,
     private readonly options: { enabled: boolean; logSubject: boolean; retentionDays: number },
   ) {
-    this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
-    this.db.exec(`
-      CREATE TABLE IF NOT EXISTS events (
-        id INTEGER PRIMARY KEY,
-        time INTEGER NOT NULL,
-        server TEXT NOT NULL,
-        event TEXT NOT NULL,
-        source TEXT NOT NULL,
-        internal_message_id TEXT NOT NULL,
-        message_id TEXT,
-        sender TEXT,
-        recipients TEXT,
-        recipient_status TEXT,
-        recipient_count INTEGER,
-        client_ip TEXT,
-        server_ip TEXT,
-        connector_id TEXT,
-        total_bytes INTEGER,
-        related_recipient TEXT,
-        reference TEXT,
-        subject TEXT,
-        return_path TEXT,
-        message_info TEXT,
-        directionality TEXT
-      );
-      CREATE INDEX IF NOT EXISTS events_time ON events(time);
-      CREATE INDEX IF NOT EXISTS events_mid ON events(message_id);
-      CREATE INDEX IF NOT EXISTS events_imid ON events(internal_message_id);
-      CREATE INDEX IF NOT EXISTS events_sender ON events(sender);
-      CREATE TABLE IF NOT EXISTS event_recipients (event_id INTEGER NOT NULL, recipient TEXT NOT NULL);
-      CREATE INDEX IF NOT EXISTS event_recipients_r ON event_recipients(recipient);
-    `);
-    this.insert = this.db.prepare(`INSERT INTO events (time, server, event, source, internal_message_id,
-      message_id, sender, recipients, recipient_status, recipient_count, client_ip, server_ip, connector_id,
-      total_bytes, related_recipient, reference, subject, return_path, message_info, directionality)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    // The schema is created here, before any writer exists, so the read connection never
+    // sees a missing table and a bad path still fails the constructor.
+    this.db = openTrackingDb(file);
+    if (options.enabled) this.writer = this.startWriter();
   }
 
-  /** Records an event; writes are batched into one transaction per tick. */
+  /** Records an event; the events of one tick go to the writer thread as one batch (one transaction). */
   write(e: TrackingEvent): void {
     for (const l of this.listeners) l(e);
-    if (!this.options.enabled) return;
+    if (!this.options.enabled || this.closing) return;
     const recipients = e.recipients ?? [];
     this.pending.push([
       Date.now(),
@@ -142,25 +134,30 @@ export class MessageTracking {
     this.flushTimer ??= setTimeout(() => this.flush(), 20);
   }
 
+  /** Hands the pending events to the writer thread now (without waiting for the commit). */
   flush(): void {
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     const rows = this.pending;
     this.pending = [];
     if (!rows.length) return;
-    const addRecipient = this.db.prepare('INSERT INTO event_recipients (event_id, recipient) VALUES (?, ?)');
-    this.db.transaction(() => {
-      for (const r of rows) {
-        const info = this.insert.run(...r);
-        for (const rcpt of JSON.parse(r[7] as string) as string[]) {
-          addRecipient.run(info.lastInsertRowid, rcpt.toLowerCase());
-        }
-      }
-    })();
+    void this.post({ type: 'batch', seq: ++this.seq, rows });
   }
 
-  search(q: TrackingQuery): TrackingRow[] {
+  /** Resolves once every event written so far is committed (or its failure reported). */
+  async flushed(): Promise<void> {
     this.flush();
+    await this.last;
+  }
+
+  /** True while a writer thread runs (never when tracking is switched off). */
+  get writerRunning(): boolean {
+    return this.writer !== undefined;
+  }
+
+  /** Events matching `q`, oldest first; includes every event written before the call. */
+  async search(q: TrackingQuery): Promise<TrackingRow[]> {
+    await this.flushed();
     const where: string[] = [];
     const args: unknown[] = [];
     if (q.sender) {
@@ -219,20 +216,104 @@ export class MessageTracking {
     }));
   }
 
-  /** Deletes events older than the retention period. */
-  prune(now = Date.now()): number {
-    this.flush();
+  /**
+   * Deletes events older than the retention period, on the writer thread; resolves with
+   * how many. Never rejects: a failure is reported through `onError` and counts 0.
+   */
+  async prune(now = Date.now()): Promise<number> {
+    if (this.closing) return 0;
     const cutoff = now - this.options.retentionDays * 86400_000;
-    return this.db.transaction(() => {
-      this.db
-        .prepare('DELETE FROM event_recipients WHERE event_id IN (SELECT id FROM events WHERE time < ?)')
-        .run(cutoff);
-      return this.db.prepare('DELETE FROM events WHERE time < ?').run(cutoff).changes;
-    })();
+    if (!this.options.enabled) {
+      // No writer thread and no event writes: the old events still age out, here.
+      try {
+        return pruneEvents(this.db, cutoff);
+      } catch (err) {
+        this.report(err as Error);
+        return 0;
+      }
+    }
+    this.flush();
+    const r = await this.post({ type: 'prune', seq: ++this.seq, cutoff });
+    return r.error ? 0 : r.changes;
   }
 
-  close(): void {
-    this.flush();
-    this.db.close();
+  /**
+   * Commits the pending events, stops the writer thread and closes the read connection.
+   * Await it before the process exits, or the last batch may be lost. Never rejects.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    try {
+      this.flush();
+      const w = this.writer;
+      if (w) {
+        // Answered after every batch and purge posted before it: the writer commits them all.
+        await this.post({ type: 'close', seq: ++this.seq });
+        this.writer = undefined; // the exit that follows is expected
+        await w.terminate();
+      }
+      this.db.close();
+    } catch (err) {
+      this.report(err as Error);
+    }
+  }
+
+  /** Posts `m` to the writer (starting it if need be); resolves with its answer, never rejects. */
+  private post(m: ToWriter): Promise<FromWriter> {
+    const w = (this.writer ??= this.startWriter());
+    // The thread keeps the process alive only while it has work in hand.
+    if (this.unanswered.size === 0) w.ref();
+    const answer = new Promise<FromWriter>((resolve) => this.unanswered.set(m.seq, resolve));
+    w.postMessage(m);
+    this.last = answer;
+    return answer;
+  }
+
+  private startWriter(): Worker {
+    const data: WriterData = { file: this.file };
+    const w = new Worker(new URL('./tracking-writer.js', import.meta.url), { workerData: data });
+    w.unref();
+    w.on('message', (r: FromWriter) => {
+      const resolve = this.unanswered.get(r.seq);
+      this.unanswered.delete(r.seq);
+      if (this.unanswered.size === 0) w.unref();
+      if (r.error) this.report(new Error(r.error));
+      resolve?.(r);
+    });
+    w.on('error', (err) => this.report(err));
+    w.on('exit', (code) => {
+      if (this.writer !== w) return;
+      // Died unexpectedly: what it had in hand is lost; the next batch starts a new thread.
+      this.writer = undefined;
+      const lost = [...this.unanswered];
+      this.unanswered.clear();
+      this.report(
+        new Error(
+          `writer thread exited (code ${code}); ${lost.length} unanswered batch(es) or purge(s) lost`,
+        ),
+      );
+      for (const [seq, resolve] of lost) resolve({ seq, changes: 0, error: 'writer thread exited' });
+    });
+    return w;
+  }
+
+  private report(err: Error): void {
+    const now = Date.now();
+    if (now < this.quietUntil) {
+      this.suppressed++;
+      return;
+    }
+    this.quietUntil = now + 10_000;
+    const more = this.suppressed ? ` (and ${this.suppressed} further error(s) in the last 10 s)` : '';
+    this.suppressed = 0;
+    try {
+      this.onError(new Error(err.message + more, { cause: err }));
+    } catch {
+      // A failing logger must not stop tracking.
+    }
   }
 }

@@ -110,7 +110,7 @@ before(async () => {
 
 after(async () => {
   await engine?.stop();
-  tracking?.close();
+  await tracking?.close();
   if (dir) cleanup(dir);
 });
 
@@ -285,7 +285,7 @@ test('deleteMessage with NDR sends one; on a DSN it is refused', async () => {
     await waitGone(dsnId);
     await waitGone(id);
     assert.equal(copiesOf(dataDir, BOB, id), 0);
-    const events = tracking.search({ internalMessageId: id }).map((e) => e.event);
+    const events = (await tracking.search({ internalMessageId: id })).map((e) => e.event);
     assert.ok(events.includes('FAIL') && events.includes('SUBMIT'), events.join());
   } finally {
     engine.freezeQueue(QUEUE.local, false);
