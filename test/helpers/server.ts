@@ -138,5 +138,6 @@ export async function launch(o: {
 }
 
 export function cleanup(dir: string): void {
+  if (process.env.BH_KEEP_TEST_DIRS) return;
   rmSync(dir, { recursive: true, force: true });
 }

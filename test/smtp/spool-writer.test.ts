@@ -2,7 +2,15 @@
 // any point of a spill or a commit, and must never leave a partial file behind.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, unlinkSync } from 'node:fs';
+import {
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { newMessageId, Spool, type Envelope } from '../../src/queue/spool.js';
@@ -82,4 +90,61 @@ test('abort racing a commit: either the message is complete on disk or there is 
     }
     for (const f of files) unlinkSync(path.join(spool.dir, f));
   }
+});
+
+test('a finished file is written over by the next message: same inode, new content, no stray file', async () => {
+  const spool = await freshSpool();
+  const first = envelope();
+  const w1 = spool.createWriter(first);
+  await w1.write(Buffer.from(`Subject: first\r\n\r\n${'a'.repeat(4000)}\r\n`));
+  await w1.commit();
+  const inode = statSync(spool.fileFor(first.id)).ino;
+  await spool.recycle(spool.fileFor(first.id));
+  assert.deepEqual(readdirSync(spool.dir), [], 'the finished message left the spool');
+
+  const second = envelope();
+  const w2 = spool.createWriter(second);
+  await w2.write(Buffer.from('Subject: second\r\n\r\nshort\r\n'));
+  await w2.commit();
+  assert.deepEqual(readdirSync(spool.dir), [`${second.id}.msg`]);
+  assert.equal(statSync(spool.fileFor(second.id)).ino, inode, 'the same inode, written over');
+  const read = await Spool.readFile(spool.fileFor(second.id));
+  assert.ok(read, 'complete');
+  assert.equal(read.envelope.id, second.id);
+  assert.equal(read.message.toString(), 'Subject: second\r\n\r\nshort\r\n', 'nothing of the longer first');
+  await spool.close();
+});
+
+test('recovery: a recycled file caught under a new name before it was written over is not delivered', async () => {
+  const spool = await freshSpool();
+  const old = envelope();
+  const w = spool.createWriter(old);
+  await w.write(Buffer.from('Subject: delivered long ago\r\n\r\nx\r\n'));
+  await w.commit();
+  // A crash between the rename into place and the write: the old message under a new id.
+  const next = newMessageId();
+  renameSync(spool.fileFor(old.id), spool.fileFor(next));
+  const report = await spool.recover();
+  assert.deepEqual(report.messages, []);
+  assert.deepEqual(report.incomplete, [`${next}.msg`]);
+  assert.deepEqual(readdirSync(spool.dir), []);
+  await spool.close();
+});
+
+test('recovery: a complete file whose bytes do not match its CRC goes to corrupt/', async () => {
+  const spool = await freshSpool();
+  const env = envelope();
+  const w = spool.createWriter(env);
+  await w.write(Buffer.from('Subject: flipped\r\n\r\nhello\r\n'));
+  await w.commit();
+  const file = spool.fileFor(env.id);
+  const bytes = readFileSync(file);
+  const at = bytes.indexOf('hello');
+  bytes[at] = 'j'.charCodeAt(0);
+  writeFileSync(file, bytes);
+  const report = await spool.recover();
+  assert.deepEqual(report.messages, []);
+  assert.deepEqual(report.corrupt, [`${env.id}.msg`]);
+  assert.deepEqual(readdirSync(spool.dir), []);
+  await spool.close();
 });
