@@ -519,6 +519,7 @@ export class QueuingEngine {
     while (this.runners.some((r) => r.busy) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
     this.flushWrites();
+    await this.o.remote.close();
     this.db.close();
   }
 
@@ -577,7 +578,7 @@ export class QueuingEngine {
     if (!done.length) return;
     // The body goes first: a crash before the rows go leaves a finished message without a
     // file, which recovery drops. The other order made recovery resubmit it: a duplicate.
-    await Promise.all(done.map((m) => fsp.unlink(m.file).catch(() => undefined)));
+    await Promise.all(done.map((m) => this.o.spool.recycle(m.file)));
     this.db.transaction(() => {
       for (const m of done) {
         this.sql('DELETE FROM recipients WHERE message_id = ?').run(m.id);
@@ -1573,7 +1574,7 @@ export class QueuingEngine {
         this.sql('DELETE FROM recipients WHERE message_id = ?').run(id);
         this.sql('DELETE FROM messages WHERE id = ?').run(id);
       })();
-      void fsp.unlink(m.file).catch(() => undefined);
+      void this.o.spool.recycle(m.file);
     }
     this.o.tracking.write({
       event: 'FAIL',

@@ -147,6 +147,8 @@ export class TransportServer {
       this.server.fqdn,
       this.server.messageTracking,
     );
+    this.tracking.onError = (err) =>
+      this.eventLog.category('Queuing Engine').error({ err }, 'message tracking write failed');
     this.tracking.prune();
     // Retention applies to long-running servers too, not only at start.
     this.pruneTimer = setInterval(() => this.tracking.prune(), 3600_000);
@@ -567,7 +569,8 @@ export class TransportServer {
     await this.admin?.close();
     await Promise.all(this.virtualServers.map((v) => v.close()));
     await this.engine?.stop();
-    this.tracking?.close();
+    await this.preSubmission?.close();
+    await this.tracking?.close();
     await this.sendLog?.close();
     this.greylist?.close();
   }

@@ -83,6 +83,7 @@ before(async () => {
         ? { queue: `hop:${r.domain}`, destination: { type: 'dns', domain: r.domain } }
         : { fail: { code: 554, status: '5.4.4', text: 'no route in this test' } },
     remote: {
+      close: async () => undefined,
       run: async (d: Destination, jobs: DeliveryJob[]) => {
         for (const j of jobs) {
           relayed.push({

@@ -245,6 +245,20 @@ export function sessionsMentioning(lines: ProtocolLine[], text: string): string[
 }
 
 /**
+ * The transaction of a session (connection caching carries several) that mentions `text`:
+ * from the MAIL FROM before it up to the next MAIL FROM, the QUIT or the end.
+ */
+export function transactionMentioning(session: string[], text: string): string[] {
+  const hit = session.findIndex((l) => l.includes(text));
+  if (hit === -1) return [];
+  let start = hit;
+  while (start > 0 && !session[start]!.startsWith('> MAIL FROM:')) start--;
+  let end = hit + 1;
+  while (end < session.length && !/^> (MAIL FROM:|QUIT)/.test(session[end]!)) end++;
+  return session.slice(start, end);
+}
+
+/**
  * The first virtual server's delivery settings for loopback tests: DNS only from `dns`,
  * receivers on `outboundPort`, one-second retries, and relaying for the test client.
  */

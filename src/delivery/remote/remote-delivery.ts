@@ -2,6 +2,11 @@
 // organisation): resolves where to connect, opens up to `connections` SMTP sessions and
 // lets each carry message after message from a shared list (connection reuse). MX hosts
 // and their addresses are tried in order; the first that greets us wins [003:787-1343].
+//
+// A session that runs out of work is kept for IDLE_MS (Postfix's connection cache, whose
+// time limit is 2 s too) and the next run to the same next hop carries on over it: under
+// a steady stream the queue is served in small rounds, and a new connection, greeting,
+// EHLO and QUIT per round cost more than the messages themselves.
 import type { Resolver } from 'node:dns/promises';
 import type { Socket } from 'node:net';
 import { SmtpClient, type ClientOptions, type RecipientResult } from '../../smtp/client/client.js';
@@ -58,8 +63,72 @@ interface Target {
 
 let connectionCounter = 0;
 
+/** How long an idle session waits for more mail to the same next hop. */
+const IDLE_MS = 2000;
+
+interface Connection {
+  client: SmtpClient;
+  target: Target;
+  /** Messages carried so far, counted against maxMessagesPerConnection. */
+  sent: number;
+  /**
+   * No refusal so far. Only such a session is kept idle: receivers count errors per
+   * session and slow down or drop it (Postfix's smtpd_soft/hard_error_limit), and a
+   * session reused across retries would carry every deferral's count.
+   */
+  clean: boolean;
+}
+
 export class RemoteDelivery {
+  private readonly idle = new Map<string, (Connection & { timer: NodeJS.Timeout })[]>();
+  private closed = false;
+
   constructor(private readonly s: RemoteSettings) {}
+
+  /** An idle session to this next hop that is still open, if there is one. */
+  private takeIdle(key: string): Connection | undefined {
+    const list = this.idle.get(key);
+    while (list?.length) {
+      const c = list.pop()!;
+      clearTimeout(c.timer);
+      if (c.client.usable) return { client: c.client, target: c.target, sent: c.sent, clean: c.clean };
+      void c.client.quit();
+    }
+    return undefined;
+  }
+
+  private keepIdle(key: string, conn: Connection): void {
+    if (this.closed || !conn.clean || !conn.client.usable || conn.sent >= this.s.maxMessagesPerConnection) {
+      void conn.client.quit();
+      return;
+    }
+    const list = this.idle.get(key) ?? [];
+    this.idle.set(key, list);
+    const entry = {
+      ...conn,
+      timer: setTimeout(() => {
+        const i = list.indexOf(entry);
+        if (i !== -1) list.splice(i, 1);
+        if (!list.length && this.idle.get(key) === list) this.idle.delete(key);
+        void conn.client.quit();
+      }, IDLE_MS),
+    };
+    entry.timer.unref();
+    list.push(entry);
+  }
+
+  /** Ends every idle session (QUIT); sessions in use end with their run. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const all = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(
+      all.map((c) => {
+        clearTimeout(c.timer);
+        return c.client.quit();
+      }),
+    );
+  }
 
   /** Candidate (host, address, port) triples in the order they are tried. */
   async targets(d: Destination): Promise<Target[]> {
@@ -164,29 +233,34 @@ export class RemoteDelivery {
 
   /** Delivers `jobs` over at most `connections` sessions; every job's done() is called once. */
   async run(d: Destination, jobs: DeliveryJob[], connections: number): Promise<void> {
-    let targets: Target[];
-    try {
-      targets = await this.targets(d);
-    } catch (err) {
-      const error =
-        err instanceof TransportError ? err : new TransportError(451, '4.4.3', (err as Error).message);
-      for (const j of jobs) j.done({ error });
-      return;
-    }
+    const key = JSON.stringify(d);
+    // Resolved once, and only when a session has to be opened.
+    let targets: Promise<Target[]> | undefined;
     const queue = [...jobs];
     const worker = async () => {
       while (queue.length) {
-        let conn: { client: SmtpClient; target: Target };
-        try {
-          conn = await this.connect(targets, d);
-        } catch (err) {
-          const error = err instanceof TransportError ? err : new TransportError(451, '4.4.1', String(err));
-          // Nobody can be reached: every job still waiting shares the verdict.
-          for (const j of queue.splice(0)) j.done({ error });
-          return;
+        let conn = this.takeIdle(key);
+        if (!conn) {
+          let list: Target[];
+          try {
+            targets ??= this.targets(d);
+            list = await targets;
+          } catch (err) {
+            const error =
+              err instanceof TransportError ? err : new TransportError(451, '4.4.3', (err as Error).message);
+            for (const j of queue.splice(0)) j.done({ error });
+            return;
+          }
+          try {
+            conn = { ...(await this.connect(list, d)), sent: 0, clean: true };
+          } catch (err) {
+            const error = err instanceof TransportError ? err : new TransportError(451, '4.4.1', String(err));
+            // Nobody can be reached: every job still waiting shares the verdict.
+            for (const j of queue.splice(0)) j.done({ error });
+            return;
+          }
         }
-        let sent = 0;
-        while (queue.length && conn.client.usable && sent < this.s.maxMessagesPerConnection) {
+        while (queue.length && conn.client.usable && conn.sent < this.s.maxMessagesPerConnection) {
           const job = queue.shift()!;
           try {
             const body = await job.load();
@@ -196,14 +270,20 @@ export class RemoteDelivery {
               body,
               d.type === 'server' ? job.properties : undefined,
             );
+            if (!results.every((r) => r.reply.code >= 200 && r.reply.code < 300)) conn.clean = false;
             job.done({ results, remoteMta: conn.target.host });
           } catch (err) {
+            conn.clean = false;
             const error = err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err));
             job.done({ error });
           }
-          sent++;
+          conn.sent++;
+          // After a refusal the peer's idea of the transaction may differ from ours (Postfix
+          // keeps MAIL after a 554 at end of data): RSET before the next one, as Postfix does.
+          if (conn.client.needsReset && conn.client.usable && !(await conn.client.reset())) break;
         }
-        await conn.client.quit();
+        if (queue.length) await conn.client.quit();
+        else this.keepIdle(key, conn);
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, Math.min(connections, jobs.length)) }, worker));

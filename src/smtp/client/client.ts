@@ -100,6 +100,11 @@ export class SmtpClient {
   greeting: SmtpReply | undefined;
   tlsActive = false;
   messagesSent = 0;
+  /**
+   * The last transaction did not end cleanly (refused after DATA, or broken off): the peer
+   * may still hold part of it, so RSET comes before the next MAIL.
+   */
+  needsReset = false;
 
   constructor(private readonly o: ClientOptions) {}
 
@@ -318,6 +323,7 @@ export class SmtpClient {
     properties?: Buffer,
   ): Promise<RecipientResult[]> {
     const ext = this.extensions;
+    this.needsReset = true;
     const params: string[] = [];
     if (ext.has('SIZE')) params.push(`SIZE=${message.length}`);
     if (envelope.body === '8BITMIME' && ext.has('8BITMIME')) params.push('BODY=8BITMIME');
@@ -387,6 +393,7 @@ export class SmtpClient {
       if (dataReply?.code === 354) await this.abortData();
       else if (!pipelining || chunking) await this.command('RSET').catch(() => undefined);
       else await this.command('RSET').catch(() => undefined);
+      this.needsReset = false;
       return results;
     }
     if (sendProperties) {
@@ -419,6 +426,7 @@ export class SmtpClient {
       final = await p;
     }
     this.messagesSent++;
+    this.needsReset = final.code < 200 || final.code >= 300;
     return results.map((r) =>
       r.reply.code === 250 || r.reply.code === 251 ? { recipient: r.recipient, reply: final } : r,
     );
@@ -434,7 +442,9 @@ export class SmtpClient {
   /** RSET between messages; false when the connection is no longer usable. */
   async reset(): Promise<boolean> {
     try {
-      return (await this.command('RSET')).code === 250;
+      const ok = (await this.command('RSET')).code === 250;
+      if (ok) this.needsReset = false;
+      return ok;
     } catch {
       return false;
     }
