@@ -147,11 +147,20 @@ interface MessageRow {
   dsn_count: number;
 }
 
-/** A stage that drains its work in batches, once at a time, and wakes for due retries. */
+/**
+ * A stage that drains its work in batches, once at a time, and wakes for due retries.
+ * Work that arrives while a batch runs waits for the next one, which starts no sooner than
+ * BATCH_GAP_MS after the last began: under a steady stream each batch then carries several
+ * messages, and the queries that find work are paid per batch, not per message.
+ */
+const BATCH_GAP_MS = 5;
+
 class StageRunner {
   private running = false;
   private again = false;
   private timer: NodeJS.Timeout | undefined;
+  private gapTimer: NodeJS.Timeout | undefined;
+  private lastStart = 0;
   stopped = false;
 
   constructor(
@@ -167,26 +176,38 @@ class StageRunner {
       this.again = true;
       return;
     }
+    if (this.gapTimer) return;
+    const wait = this.lastStart + BATCH_GAP_MS - Date.now();
+    if (wait > 0) {
+      this.gapTimer = setTimeout(() => {
+        this.gapTimer = undefined;
+        this.kick();
+      }, wait);
+      return;
+    }
     this.running = true;
     void this.loop();
   }
 
   private async loop(): Promise<void> {
     try {
-      do {
-        this.again = false;
-        while (!this.stopped && (await this.batch()));
-      } while (this.again && !this.stopped);
+      this.again = false;
+      this.lastStart = Date.now();
+      while (!this.stopped && (await this.batch()));
     } catch (err) {
       this.log.error({ err, stage: this.name }, 'queue stage failed; retrying in 5 s');
+      this.again = false;
       this.schedule(Date.now() + 5000);
     } finally {
       this.running = false;
     }
-    if (!this.stopped) {
-      const due = this.nextDue();
-      if (due !== undefined) this.schedule(due);
+    if (this.stopped) return;
+    if (this.again) {
+      this.kick();
+      return;
     }
+    const due = this.nextDue();
+    if (due !== undefined) this.schedule(due);
   }
 
   private schedule(at: number): void {
@@ -204,6 +225,7 @@ class StageRunner {
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.gapTimer) clearTimeout(this.gapTimer);
   }
 
   get busy(): boolean {
@@ -525,10 +547,16 @@ export class QueuingEngine {
 
   // ------------------------------------------------------------------ helpers
 
+  /** Queue freeze flags, read once: every batch of every stage asks. */
+  private frozenQueues: Set<string> | undefined;
+
   private queueFrozen(name: string): boolean {
-    const row = this.sql('SELECT frozen FROM queue_flags WHERE name = ?').get(name) as
-      { frozen: number } | undefined;
-    return row?.frozen === 1;
+    this.frozenQueues ??= new Set(
+      (this.sql('SELECT name FROM queue_flags WHERE frozen = 1').all() as { name: string }[]).map(
+        (r) => r.name,
+      ),
+    );
+    return this.frozenQueues.has(name);
   }
 
   private nextDue(queue: string): number | undefined {
@@ -558,6 +586,21 @@ export class QueuingEngine {
       `SELECT * FROM recipients WHERE message_id = ? AND queue IN (${marks}) AND state != 'done'
          AND next_attempt <= ?`,
     ).all(messageId, ...queues, Date.now()) as RecipientRow[];
+  }
+
+  /** rowsOf for many messages in one query (a JSON array of ids), by message id. */
+  private rowsOfMany(messageIds: string[], queue: string): Map<string, RecipientRow[]> {
+    const rows = this.sql(
+      `SELECT * FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) AND queue = ?
+         AND state != 'done' AND next_attempt <= ? ORDER BY id`,
+    ).all(JSON.stringify(messageIds), queue, Date.now()) as RecipientRow[];
+    const out = new Map<string, RecipientRow[]>();
+    for (const r of rows) {
+      const list = out.get(r.message_id);
+      if (list) list.push(r);
+      else out.set(r.message_id, [r]);
+    }
+    return out;
   }
 
   private envelopeOf(m: MessageRow): Envelope {
@@ -1182,7 +1225,11 @@ export class QueuingEngine {
       ).all(queue, Date.now()) as MessageRow[];
       if (!messages.length) return;
       const touched: string[] = [];
-      const jobs = this.deliveryJobs(queue, messages, touched, (m) => this.rowsOf(m.id, [queue]));
+      const rows = this.rowsOfMany(
+        messages.map((m) => m.id),
+        queue,
+      );
+      const jobs = this.deliveryJobs(queue, messages, touched, (m) => rows.get(m.id) ?? []);
       const connections = Math.max(
         1,
         Math.min(
@@ -1538,6 +1585,7 @@ export class QueuingEngine {
     this.sql(
       'INSERT INTO queue_flags (name, frozen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET frozen = ?',
     ).run(name, frozen ? 1 : 0, frozen ? 1 : 0);
+    this.frozenQueues = undefined;
     if (!frozen) this.kickAll();
   }
 
