@@ -160,7 +160,10 @@ class StageRunner {
   private again = false;
   private timer: NodeJS.Timeout | undefined;
   private gapTimer: NodeJS.Timeout | undefined;
-  private lastStart = 0;
+  /** Monotonic times (performance.now): a wall-clock step must not stall the stage. */
+  private lastStart = -Infinity;
+  /** After a failed batch the stage rests until then, whatever kicks it. */
+  private restUntil = -Infinity;
   stopped = false;
 
   constructor(
@@ -176,8 +179,8 @@ class StageRunner {
       this.again = true;
       return;
     }
-    if (this.gapTimer) return;
-    const wait = this.lastStart + BATCH_GAP_MS - Date.now();
+    if (this.gapTimer || performance.now() < this.restUntil) return;
+    const wait = this.lastStart + BATCH_GAP_MS - performance.now();
     if (wait > 0) {
       this.gapTimer = setTimeout(() => {
         this.gapTimer = undefined;
@@ -192,12 +195,15 @@ class StageRunner {
   private async loop(): Promise<void> {
     try {
       this.again = false;
-      this.lastStart = Date.now();
+      this.lastStart = performance.now();
       while (!this.stopped && (await this.batch()));
     } catch (err) {
       this.log.error({ err, stage: this.name }, 'queue stage failed; retrying in 5 s');
+      this.running = false;
       this.again = false;
-      this.schedule(Date.now() + 5000);
+      this.restUntil = performance.now() + 4900;
+      if (!this.stopped) this.schedule(Date.now() + 5000);
+      return;
     } finally {
       this.running = false;
     }
@@ -537,8 +543,10 @@ export class QueuingEngine {
   async stop(): Promise<void> {
     this.flushWrites();
     for (const r of this.runners) r.stop();
-    const deadline = Date.now() + 5000;
-    while (this.runners.some((r) => r.busy) && Date.now() < deadline)
+    // Deliveries under way finish their round and record it: an outcome lost here is a
+    // second copy after the restart.
+    const deadline = Date.now() + 10_000;
+    while ((this.runners.some((r) => r.busy) || this.serving.size > 0) && Date.now() < deadline)
       await new Promise((r) => setTimeout(r, 20));
     this.flushWrites();
     await this.o.remote.close();
@@ -609,6 +617,7 @@ export class QueuingEngine {
 
   /** Removes a message whose every recipient is final and reported. */
   private async completeIfDone(messageIds: Iterable<string>): Promise<void> {
+    if (!this.db.open) return;
     const open = this.sql(
       `SELECT COUNT(*) AS n FROM recipients WHERE message_id = ? AND (state != 'done' OR dsn_pending IS NOT NULL)`,
     );
@@ -622,6 +631,8 @@ export class QueuingEngine {
     // The body goes first: a crash before the rows go leaves a finished message without a
     // file, which recovery drops. The other order made recovery resubmit it: a duplicate.
     await Promise.all(done.map((m) => this.o.spool.recycle(m.file)));
+    // Stopped meanwhile: the rows stay, and recovery finds them without their files.
+    if (!this.db.open) return;
     this.db.transaction(() => {
       for (const m of done) {
         this.sql('DELETE FROM recipients WHERE message_id = ?').run(m.id);
@@ -1234,7 +1245,8 @@ export class QueuingEngine {
         1,
         Math.min(
           this.o.maxConnectionsPerQueue,
-          this.o.maxConnections - this.connectionsInUse,
+          // Idle cached sessions to other next hops are open connections too.
+          this.o.maxConnections - this.connectionsInUse - this.o.remote.idleSessions(destination),
           Math.ceil(jobs.length / 4),
         ),
       );
@@ -1327,10 +1339,10 @@ export class QueuingEngine {
     const dsnId = `${m.id}N${m.dsn_count + 1}`;
     const spool = this.o.spool;
     const file = spool.fileFor(dsnId);
-    const exists = await fsp
-      .access(file)
-      .then(() => true)
-      .catch(() => false);
+    // A DSN written before a crash is taken as it is; a file that cannot be read whole (a
+    // write that never finished) is written again.
+    const earlier = await Spool.readFile(file).catch(() => undefined);
+    if (!earlier) await fsp.rm(file, { force: true });
     const failedAny = reports.some((r) => r.action === 'failed');
     const recipients = [{ address: m.sender }];
     if (failedAny && this.o.ndrCopyTo) recipients.push({ address: this.o.ndrCopyTo });
@@ -1346,9 +1358,8 @@ export class QueuingEngine {
       recipients,
     };
     let spooled: SpooledMessage;
-    if (exists) {
-      const read = await Spool.readFile(file);
-      spooled = { envelope: read?.envelope ?? dsnEnvelope, size: read?.message.length ?? 0, file };
+    if (earlier) {
+      spooled = { envelope: earlier.envelope, size: earlier.message.length, file };
     } else {
       const dsn = buildDsn({
         reportingMta: this.o.fqdn,

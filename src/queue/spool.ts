@@ -80,6 +80,26 @@ const FREE_POOL_MAX = 4096;
 /** Spool I/O threads: enough for fsyncs to overlap, few enough to stay cheap. */
 const IO_THREADS = 4;
 
+/**
+ * The format before recycling (files were never reused then): "BHQ1 " and a trailer with
+ * the length only. Still read, so mail queued before an upgrade is delivered.
+ */
+const LEGACY_MAGIC = 'BHQ1 ';
+const LEGACY_TRAILER_LEN = TRAILER_PREFIX.length + 12 + 1;
+
+function readLegacy(data: Buffer): { envelope: Envelope; message: Buffer } | undefined {
+  const nl = data.indexOf(0x0a);
+  if (nl === -1 || data.length < nl + 1 + LEGACY_TRAILER_LEN) return undefined;
+  const trailer = data.subarray(data.length - LEGACY_TRAILER_LEN).toString('latin1');
+  if (!trailer.startsWith(TRAILER_PREFIX) || !trailer.endsWith('\n')) return undefined;
+  const declared = Number(trailer.slice(TRAILER_PREFIX.length, -1));
+  const message = data.subarray(nl + 1, data.length - LEGACY_TRAILER_LEN);
+  if (message.length !== declared)
+    throw new Error(`length ${message.length} does not match trailer ${declared}`);
+  const envelope = JSON.parse(data.subarray(LEGACY_MAGIC.length, nl).toString('utf8')) as Envelope;
+  return { envelope, message };
+}
+
 function trailerFor(id: string, size: number, crc: number): Buffer {
   return Buffer.from(
     `${TRAILER_PREFIX}${String(size).padStart(12, '0')} ${crc.toString(16).padStart(8, '0')} ${id.padEnd(32)}\n`,
@@ -187,10 +207,16 @@ export class SpoolWriter {
     const trailer = trailerFor(this.envelope.id, this.size, this.crc);
     let body: Buffer;
     if (!this.fh) {
-      // The spool I/O thread removes what it wrote if it cannot finish.
       body = Buffer.concat(this.chunks);
       this.chunks = [];
-      await this.spool.writeWhole(this.file, [this.headerBuffer(), body, trailer]);
+      try {
+        await this.spool.writeWhole(this.file, [this.headerBuffer(), body, trailer]);
+      } catch (err) {
+        // Not acknowledged, so not kept. The I/O thread removes what it wrote when it can;
+        // a thread that died could not.
+        await fsp.rm(this.file, { force: true });
+        throw err;
+      }
       return { envelope: this.envelope, size: this.size, file: this.file, body };
     }
     try {
@@ -373,25 +399,27 @@ export class Spool {
 
   /**
    * Reads one spooled message file; undefined when it is incomplete (never acknowledged, or
-   * a recycled file caught before it was fully written over). Throws when corrupt.
+   * a recycled file caught before it was written over). Throws when corrupt: once the
+   * trailer names this file's id the file was finished, so any other mismatch is damage.
    */
   static async readFile(file: string): Promise<{ envelope: Envelope; message: Buffer } | undefined> {
     const data = await fsp.readFile(file);
+    if (data.subarray(0, LEGACY_MAGIC.length).toString('latin1') === LEGACY_MAGIC) return readLegacy(data);
     const expectedId = path.basename(file).replace(/\.msg$/, '');
-    const nl = data.indexOf(0x0a);
-    if (nl === -1 || data.subarray(0, MAGIC.length).toString() !== MAGIC) return undefined;
-    if (data.length < nl + 1 + TRAILER_LEN) return undefined;
+    if (data.length < TRAILER_LEN) return undefined;
     const trailer = data.subarray(data.length - TRAILER_LEN).toString('latin1');
     if (!trailer.startsWith(TRAILER_PREFIX) || !trailer.endsWith('\n')) return undefined;
     const [lengthField, crcField, idField] = trailer.slice(TRAILER_PREFIX.length, -1).split(' ', 3);
     if (idField?.trimEnd() !== expectedId) return undefined;
-    let envelope: Envelope;
-    try {
-      envelope = JSON.parse(data.subarray(MAGIC.length, nl).toString('utf8')) as Envelope;
-    } catch {
-      return undefined;
-    }
-    if (envelope.id !== expectedId) return undefined;
+    const nl = data.indexOf(0x0a);
+    if (
+      data.subarray(0, MAGIC.length).toString('latin1') !== MAGIC ||
+      nl === -1 ||
+      nl > data.length - TRAILER_LEN
+    )
+      throw new Error('header line damaged');
+    const envelope = JSON.parse(data.subarray(MAGIC.length, nl).toString('utf8')) as Envelope;
+    if (envelope.id !== expectedId) throw new Error(`header names ${envelope.id}`);
     const message = data.subarray(nl + 1, data.length - TRAILER_LEN);
     if (message.length !== Number(lengthField))
       throw new Error(`length ${message.length} does not match trailer ${lengthField}`);

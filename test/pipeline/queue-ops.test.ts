@@ -84,6 +84,7 @@ before(async () => {
         : { fail: { code: 554, status: '5.4.4', text: 'no route in this test' } },
     remote: {
       close: async () => undefined,
+      idleSessions: () => 0,
       run: async (d: Destination, jobs: DeliveryJob[]) => {
         for (const j of jobs) {
           relayed.push({

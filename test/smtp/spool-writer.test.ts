@@ -148,3 +148,26 @@ test('recovery: a complete file whose bytes do not match its CRC goes to corrupt
   assert.deepEqual(readdirSync(spool.dir), []);
   await spool.close();
 });
+
+test('recovery after an upgrade: a file in the earlier format (BHQ1) is still a message', async () => {
+  const spool = await freshSpool();
+  const env = envelope();
+  const message = Buffer.from('Subject: queued before the upgrade\r\n\r\nhello\r\n');
+  // "BHQ1 <envelope>\n<message>\nBHQ-END <12-digit length>\n", as earlier versions wrote it.
+  writeFileSync(
+    spool.fileFor(env.id),
+    Buffer.concat([
+      Buffer.from(`BHQ1 ${JSON.stringify(env)}\n`),
+      message,
+      Buffer.from(`\nBHQ-END ${String(message.length).padStart(12, '0')}\n`),
+    ]),
+  );
+  const report = await spool.recover();
+  assert.deepEqual(
+    report.messages.map((m) => m.envelope.id),
+    [env.id],
+  );
+  const read = await Spool.readFile(spool.fileFor(env.id));
+  assert.deepEqual(read?.message, message);
+  await spool.close();
+});
