@@ -91,6 +91,7 @@ export class RemoteDelivery {
     while (list?.length) {
       const c = list.pop()!;
       clearTimeout(c.timer);
+      if (!list.length) this.idle.delete(key);
       if (c.client.usable) return { client: c.client, target: c.target, sent: c.sent, clean: c.clean };
       void c.client.quit();
     }
@@ -115,6 +116,14 @@ export class RemoteDelivery {
     };
     entry.timer.unref();
     list.push(entry);
+  }
+
+  /** Idle sessions held open, but for those to `except` (the next run to it reuses them). */
+  idleSessions(except?: Destination): number {
+    const skip = except ? JSON.stringify(except) : undefined;
+    let n = 0;
+    for (const [key, list] of this.idle) if (key !== skip) n += list.length;
+    return n;
   }
 
   /** Ends every idle session (QUIT); sessions in use end with their run. */
@@ -237,9 +246,12 @@ export class RemoteDelivery {
     // Resolved once, and only when a session has to be opened.
     let targets: Promise<Target[]> | undefined;
     const queue = [...jobs];
+    // A job that met a cached session the peer had just closed goes once more, on a fresh one.
+    const retried = new Set<DeliveryJob>();
     const worker = async () => {
       while (queue.length) {
         let conn = this.takeIdle(key);
+        let reused = conn !== undefined;
         if (!conn) {
           let list: Target[];
           try {
@@ -274,9 +286,19 @@ export class RemoteDelivery {
             job.done({ results, remoteMta: conn.target.host });
           } catch (err) {
             conn.clean = false;
+            const stale =
+              reused &&
+              !retried.has(job) &&
+              (!conn.client.usable || (err instanceof TransportError && err.code === 421));
+            if (stale) {
+              retried.add(job);
+              queue.unshift(job);
+              break;
+            }
             const error = err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err));
             job.done({ error });
           }
+          reused = false;
           conn.sent++;
           // After a refusal the peer's idea of the transaction may differ from ours (Postfix
           // keeps MAIL after a 554 at end of data): RSET before the next one, as Postfix does.
