@@ -347,7 +347,7 @@ export class Organisation {
   /** Stops every process and removes the temp directory. */
   async destroy(): Promise<void> {
     await this.stopAll();
-    rmSync(this.dir, { recursive: true, force: true });
+    if (!process.env.BH_KEEP_TEST_DIRS) rmSync(this.dir, { recursive: true, force: true });
   }
 
   // ---------------------------------------------------------------- observation

@@ -42,7 +42,15 @@ const becomes = (server: string, group: string, connector: string, want: string,
     async () => (await state(server, group, connector)) === want,
     timeoutMs,
     50,
-  );
+  ).catch((err: Error) => {
+    // What the server saw of its links, for a failure that timing alone explains poorly.
+    const seen = org
+      .output(server)
+      .split('\n')
+      .filter((l) => /link state|connector/i.test(l))
+      .slice(-15);
+    throw new Error(`${err.message}\n${seen.join('\n')}`);
+  });
 
 /** Asserts the connector keeps `want` on `server` for `ms`. */
 async function holds(server: string, group: string, connector: string, want: string, ms: number) {
