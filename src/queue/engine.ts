@@ -671,6 +671,7 @@ export class QueuingEngine {
     const messages = this.dueMessages([QUEUE.categorizer, QUEUE.dsn], 50);
     if (!messages.length) return false;
     const touched: string[] = [];
+    const woke = { local: false, routing: false, remote: false, dsn: false };
     for (const [i, m] of messages.entries()) {
       if (i > 0 && i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
       const envelope = this.envelopeOf(m);
@@ -687,7 +688,7 @@ export class QueuingEngine {
           envelopeRecipientCount: envelope.recipients.length,
         },
       );
-      this.deferWrite(() => this.applyCategorization(m, envelope, rows, result.leaves));
+      this.deferWrite(() => this.applyCategorization(m, envelope, rows, result.leaves, woke));
       for (const e of result.events) {
         this.o.tracking.write({
           event: e.event,
@@ -703,9 +704,10 @@ export class QueuingEngine {
       touched.push(m.id);
     }
     this.flushWrites();
-    this.localStage.kick();
-    this.routingStage.kick();
-    this.dsnStage.kick();
+    if (woke.local) this.localStage.kick();
+    if (woke.routing) this.routingStage.kick();
+    if (woke.remote) this.remoteStage.kick();
+    if (woke.dsn) this.dsnStage.kick();
     await this.completeIfDone(touched);
     return messages.length === 50;
   }
@@ -715,19 +717,33 @@ export class QueuingEngine {
     envelope: Envelope,
     rows: RecipientRow[],
     leaves: { sourceId: number; address: string; route: Route }[],
+    /** Set where the recipients went, so only the stages with new work are woken. */
+    woke: { local: boolean; routing: boolean; remote: boolean; dsn: boolean },
   ): void {
     const bySource = new Map<number, typeof leaves>();
     for (const l of leaves) bySource.set(l.sourceId, [...(bySource.get(l.sourceId) ?? []), l]);
     const update = this.sql(
       `UPDATE recipients SET address = ?, queue = ?, next_hop = ?, state = ?, outcome = ?, status = ?,
-       diagnostic = ?, dsn_pending = ?, route = ?, next_attempt = 0 WHERE id = ?`,
+       diagnostic = ?, dsn_pending = ?, route = ?, remote = ?, next_attempt = 0 WHERE id = ?`,
     );
     const insert = this.sql(
       `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, next_hop, state, outcome,
-       status, diagnostic, dsn_pending, route) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       status, diagnostic, dsn_pending, route, remote) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     const failures: { address: string; status: string }[] = [];
-    const placement = (row: RecipientRow, route: Route) => {
+    const placed = <P extends { queue: string; dsn: string | null; state: string; remote: number }>(
+      p: P,
+    ): P => {
+      if (p.dsn) woke.dsn = true;
+      if (p.state !== 'done') {
+        if (p.remote) woke.remote = true;
+        else if (p.queue === QUEUE.local) woke.local = true;
+        else woke.routing = true;
+      }
+      return p;
+    };
+    const placement = (row: RecipientRow, route: Route) => placed(placeFor(row, route));
+    const placeFor = (row: RecipientRow, route: Route) => {
       if (route.kind === 'failed') {
         failures.push({ address: row.address, status: route.status });
         return {
@@ -739,7 +755,30 @@ export class QueuingEngine {
           diagnostic: `smtp; ${route.code} ${route.status} ${route.text}`,
           dsn: dsnFor('failure', notifyList(row), m.sender),
           route: null,
+          remote: 0,
         };
+      }
+      if (route.kind !== 'local' && !this.queueFrozen(QUEUE.routing)) {
+        // Routed at once when a next hop is open now; holds, failures and a frozen routing
+        // queue are the routing stage's, as for mail that waits there.
+        const hop = this.o.route(route, m.sender, {
+          size: m.size,
+          priority: envelope.priority ?? 'normal',
+          system: m.is_dsn === 1 || m.sender === '',
+        });
+        if ('queue' in hop && hop.destination) {
+          return {
+            queue: hop.queue,
+            nextHop: JSON.stringify(hop.destination),
+            remote: 1,
+            state: 'ready',
+            outcome: null,
+            status: null,
+            diagnostic: null,
+            dsn: null,
+            route: JSON.stringify(route),
+          };
+        }
       }
       const queue = route.kind === 'local' ? QUEUE.local : QUEUE.routing;
       const nextHop =
@@ -753,6 +792,7 @@ export class QueuingEngine {
       return {
         queue,
         nextHop,
+        remote: 0,
         state: 'ready',
         outcome: null,
         status: null,
@@ -776,6 +816,7 @@ export class QueuingEngine {
             p.diagnostic,
             p.dsn,
             p.route,
+            p.remote,
             row.id,
           );
           continue;
@@ -791,8 +832,10 @@ export class QueuingEngine {
           null,
           dsnFor('success', notifyList(row), m.sender) ? 'expanded' : null,
           null,
+          0,
           row.id,
         );
+        if (dsnFor('success', notifyList(row), m.sender)) woke.dsn = true;
         for (const leaf of mine) {
           // Members of an expanded group report failures only (RFC 3461 §6.2.7.3).
           const memberNotify = notifyList(row)?.includes('NEVER') ? row.notify : JSON.stringify(['FAILURE']);
@@ -811,6 +854,7 @@ export class QueuingEngine {
             p.diagnostic,
             p.dsn,
             p.route,
+            p.remote,
           );
         }
       }
