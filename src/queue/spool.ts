@@ -100,6 +100,16 @@ function readLegacy(data: Buffer): { envelope: Envelope; message: Buffer } | und
   return { envelope, message };
 }
 
+async function writeDurably(file: string, text: string): Promise<void> {
+  const fh = await fsp.open(file, 'w', 0o600);
+  try {
+    await fh.writeFile(text);
+    await fh.datasync();
+  } finally {
+    await fh.close();
+  }
+}
+
 function trailerFor(id: string, size: number, crc: number): Buffer {
   return Buffer.from(
     `${TRAILER_PREFIX}${String(size).padStart(12, '0')} ${crc.toString(16).padStart(8, '0')} ${id.padEnd(32)}\n`,
@@ -154,6 +164,8 @@ export class SpoolWriter {
   private buffered = 0;
   private fh: fsp.FileHandle | undefined;
   private headerWritten = false;
+  /** The archive mark as the header on disk carries it (a spilled header is written early). */
+  private archivedInHeader: string | undefined;
   private closed = false;
   /** The spill writes in flight, chained in order. */
   private flushing: Promise<void> | undefined;
@@ -180,6 +192,7 @@ export class SpoolWriter {
   }
 
   private headerBuffer(): Buffer {
+    this.archivedInHeader = this.envelope.archived;
     const json = JSON.stringify(this.envelope);
     return Buffer.from(`${MAGIC}${json}\n`, 'utf8');
   }
@@ -225,10 +238,15 @@ export class SpoolWriter {
       await this.fh.datasync();
       await this.fh.close();
       this.fh = undefined;
+      // Archived by a verdict that came after the header was written (the header From of
+      // a large message): the mark goes beside the file, durable before the 250.
+      if (this.envelope.archived !== undefined && this.archivedInHeader === undefined)
+        await writeDurably(Spool.archiveMarkFor(this.file), this.envelope.archived);
       await this.spool.syncDirectory();
     } catch (err) {
       // Not acknowledged, so not kept: a later recovery must not deliver it behind our back.
       await this.removeFile();
+      await fsp.rm(Spool.archiveMarkFor(this.file), { force: true });
       throw err;
     }
     return { envelope: this.envelope, size: this.size, file: this.file };
@@ -369,6 +387,11 @@ export class Spool {
     return path.join(this.dir, `${id}.msg`);
   }
 
+  /** Beside a message file: its archive reason, when the file's own header could not carry it. */
+  static archiveMarkFor(file: string): string {
+    return `${file}.archived`;
+  }
+
   createWriter(envelope: Envelope): SpoolWriter {
     return new SpoolWriter(this, envelope);
   }
@@ -432,7 +455,12 @@ export class Spool {
   async recover(): Promise<RecoveryReport> {
     await this.init();
     const report: RecoveryReport = { messages: [], incomplete: [], corrupt: [] };
-    const names = (await fsp.readdir(this.dir)).filter((n) => n.endsWith('.msg')).sort();
+    const all = await fsp.readdir(this.dir);
+    const names = all.filter((n) => n.endsWith('.msg')).sort();
+    // Archive marks whose message is gone (moved to badmail, or never acknowledged).
+    for (const n of all)
+      if (n.endsWith('.msg.archived') && !names.includes(n.slice(0, -'.archived'.length)))
+        await fsp.rm(path.join(this.dir, n), { force: true });
     for (const name of names) {
       const file = path.join(this.dir, name);
       try {
@@ -442,6 +470,8 @@ export class Spool {
           report.incomplete.push(name);
           continue;
         }
+        const mark = await fsp.readFile(Spool.archiveMarkFor(file), 'utf8').catch(() => undefined);
+        if (mark !== undefined) read.envelope.archived = mark;
         report.messages.push({ envelope: read.envelope, size: read.message.length, file });
       } catch {
         const corruptDir = path.join(path.dirname(this.dir), 'corrupt');

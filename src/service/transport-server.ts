@@ -531,6 +531,7 @@ export class TransportServer {
       this.eventLog.category('Queuing Engine').error({ err, id: m.envelope.id }, 'cannot move to badmail');
       return;
     }
+    await fsp.rm(Spool.archiveMarkFor(m.file), { force: true });
     await fsp.writeFile(path.join(dir, `${m.envelope.id}.bdr`), `${reason}\n`).catch(() => undefined);
     this.tracking.write({
       event: 'BADMAIL',

@@ -171,3 +171,22 @@ test('recovery after an upgrade: a file in the earlier format (BHQ1) is still a 
   assert.deepEqual(read?.message, message);
   await spool.close();
 });
+
+test('a large message archived after its header was written keeps the mark through a restart', async () => {
+  const spool = await freshSpool();
+  const env = envelope();
+  const w = spool.createWriter(env);
+  await w.write(big); // spilled: the header on disk is written now, without the mark
+  // The header From verdict comes at the end of DATA: accept without notifying, to badmail.
+  w.envelope.archived = 'sender filter: header From kim@fourthcoffee.test';
+  await w.commit();
+  assert.deepEqual(readdirSync(spool.dir).sort(), [`${env.id}.msg`, `${env.id}.msg.archived`]);
+  const report = await spool.recover();
+  assert.equal(report.messages.length, 1);
+  assert.equal(
+    report.messages[0]!.envelope.archived,
+    'sender filter: header From kim@fourthcoffee.test',
+    'recovery knows it is archived, so it is never delivered',
+  );
+  await spool.close();
+});
