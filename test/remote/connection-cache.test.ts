@@ -12,6 +12,7 @@ import {
   type Destination,
 } from '../../src/delivery/remote/remote-delivery.js';
 import { newMessageId, type Envelope } from '../../src/queue/spool.js';
+import { sleep } from './peers.js';
 
 interface Peer {
   port: number;
@@ -113,7 +114,6 @@ function job(outcomes: unknown[]): DeliveryJob {
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const codes = (outcomes: unknown[]) =>
   outcomes.map((o) =>
     'error' in (o as object)
