@@ -3,7 +3,7 @@
 // Two roles, as the guide's view-only and full administrators: GET needs the read-only or
 // the administrator token, everything that changes state needs the administrator token.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { QueuingEngine, QueueState } from '../queue/engine.js';
+import type { QueueAdmin, QueueState } from '../queue/admin/index.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { CATEGORIES, type Category, type DiagnosticLevel, type EventLog } from '../logs/event-log.js';
 import { TransportError } from '../smtp/status.js';
@@ -13,7 +13,7 @@ import { openApiDocument } from './openapi.js';
 export interface AdminDeps {
   serverName: string;
   fqdn: string;
-  engine: QueuingEngine;
+  engine: QueueAdmin;
   tracking: MessageTracking;
   eventLog: EventLog;
   metrics: TransportMetrics;

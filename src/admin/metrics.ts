@@ -3,7 +3,7 @@
 // metrics object through it; gauges are read when /metrics is scraped.
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TrackingEvent } from '../tracking/tracking.js';
-import type { QueueSummary } from '../queue/engine.js';
+import type { QueueSummary } from '../queue/admin/index.js';
 
 export interface MetricSources {
   queues: () => QueueSummary[];

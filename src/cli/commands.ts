@@ -67,7 +67,7 @@ export function buildProgram(): Command {
       const r = server.recovery!;
       process.stderr.write(
         `bridgehead: server ${server.server.name} (${server.server.fqdn}) data ${server.dataDir}\n` +
-          `bridgehead: spool holds ${r.messages.length} message(s)` +
+          `bridgehead: spool holds ${r.onDisk.size} message(s)` +
           (r.incomplete.length ? `; removed ${r.incomplete.length} incomplete file(s)` : '') +
           (r.corrupt.length ? `; ${r.corrupt.length} corrupt file(s) moved to corrupt/` : '') +
           (server.queueRecovery?.inserted

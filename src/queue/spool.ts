@@ -275,7 +275,10 @@ export class SpoolWriter {
 }
 
 export interface RecoveryReport {
+  /** Complete messages the queue database did not know, read whole (a crash came between). */
   messages: SpooledMessage[];
+  /** Queue ids of every complete message file in the spool, known or not. */
+  onDisk: Set<string>;
   /** Files removed because they were never completed (never acknowledged). */
   incomplete: string[];
   /** Files moved to corrupt/ because their trailer does not match. */
@@ -451,18 +454,29 @@ export class Spool {
     return { envelope, message };
   }
 
-  /** Startup scan: every complete message, with partial files removed. */
-  async recover(): Promise<RecoveryReport> {
+  /**
+   * Startup scan. A file whose queue id the database knows (`isKnown`) was complete when its
+   * rows were written (rows follow the fsync) and is not read: a restart with 200,000
+   * queued messages reads only the few a crash caught between file and rows. Those are
+   * read whole: incomplete ones are removed, damaged ones moved to corrupt/.
+   */
+  async recover(isKnown: (id: string) => boolean = () => false): Promise<RecoveryReport> {
     await this.init();
-    const report: RecoveryReport = { messages: [], incomplete: [], corrupt: [] };
+    const report: RecoveryReport = { messages: [], onDisk: new Set(), incomplete: [], corrupt: [] };
     const all = await fsp.readdir(this.dir);
     const names = all.filter((n) => n.endsWith('.msg')).sort();
+    const present = new Set(all);
     // Archive marks whose message is gone (moved to badmail, or never acknowledged).
     for (const n of all)
-      if (n.endsWith('.msg.archived') && !names.includes(n.slice(0, -'.archived'.length)))
+      if (n.endsWith('.msg.archived') && !present.has(n.slice(0, -'.archived'.length)))
         await fsp.rm(path.join(this.dir, n), { force: true });
     for (const name of names) {
       const file = path.join(this.dir, name);
+      const id = name.slice(0, -'.msg'.length);
+      if (isKnown(id) && !present.has(`${name}.archived`)) {
+        report.onDisk.add(id);
+        continue;
+      }
       try {
         const read = await Spool.readFile(file);
         if (!read) {
@@ -472,6 +486,7 @@ export class Spool {
         }
         const mark = await fsp.readFile(Spool.archiveMarkFor(file), 'utf8').catch(() => undefined);
         if (mark !== undefined) read.envelope.archived = mark;
+        report.onDisk.add(id);
         report.messages.push({ envelope: read.envelope, size: read.message.length, file });
       } catch {
         const corruptDir = path.join(path.dirname(this.dir), 'corrupt');

@@ -10,7 +10,7 @@ import { AcceptedDomains } from '../directory/accepted-domains.js';
 import { Router } from './router.js';
 import { buildTopology } from './topology.js';
 import type { Topology } from './routing.js';
-import type { NextHop } from '../queue/engine.js';
+import type { NextHop } from './next-hop.js';
 
 /** MD5 of the canonical form of the link state table, as servers compare it. */
 export function topologyDigest(t: Topology): string {

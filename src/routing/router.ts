@@ -4,7 +4,8 @@
 // asks the same object, so what the CLI explains is what the server does.
 import type { OrganisationConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
-import { QUEUE, type NextHop } from '../queue/engine.js';
+import { QUEUE } from '../queue/names.js';
+import type { NextHop } from './next-hop.js';
 import type { Route } from '../categorizer/categorizer.js';
 import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from './routing.js';
 import { buildTopology, senderIdentities } from './topology.js';
@@ -48,7 +49,12 @@ export class Router {
       (s) => s.server.name.toLowerCase() === name.toLowerCase(),
     )?.server;
     if (!target)
-      return { queue: QUEUE.unreachable, retryAt: Date.now() + 60_000, reason: `no server ${name}` };
+      return {
+        queue: QUEUE.unreachable,
+        retryAt: Date.now() + 60_000,
+        hold: 'no-route',
+        reason: `no server ${name}`,
+      };
     const secret = this.org.organisation.secret;
     return {
       queue: target.fqdn,
@@ -88,6 +94,7 @@ export class Router {
       return {
         queue: c.name,
         retryAt: next ?? now.getTime() + 3600_000,
+        hold: 'schedule',
         reason: `Connector schedule: ${oversize ? 'oversize message outside its windows' : c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
       };
     }
@@ -95,6 +102,7 @@ export class Router {
       return {
         queue: c.name,
         retryAt: now.getTime() + 3600_000,
+        hold: 'remote-triggered',
         reason: 'Remote triggered delivery: held until the remote side sends ETRN or TURN',
       };
     }
@@ -128,8 +136,8 @@ export class Router {
   explain(route: Route, sender: string, message?: MessageFacts): { hop: NextHop; why: string[] } {
     const self = this.self.name;
     const topo = this.topology();
-    const hold = (why: string[]) => ({
-      hop: { queue: QUEUE.unreachable, retryAt: Date.now() + 60_000, reason: why.join('; ') },
+    const hold = (why: string[], reason: 'no-route' | 'link-down' = 'link-down') => ({
+      hop: { queue: QUEUE.unreachable, retryAt: Date.now() + 60_000, hold: reason, reason: why.join('; ') },
       why,
     });
     switch (route.kind) {
@@ -187,11 +195,11 @@ export class Router {
       }
       case 'local':
         return {
-          hop: { queue: QUEUE.local, retryAt: 0, reason: 'local' },
+          hop: { queue: QUEUE.local, retryAt: 0, hold: 'no-route', reason: 'local' },
           why: ['mailbox on this server: Local delivery'],
         };
       default:
-        return hold(['no route']);
+        return hold(['no route'], 'no-route');
     }
   }
 

@@ -8,13 +8,14 @@ import type { LoadedConfig } from '../config/load.js';
 import { selectServer } from '../config/load.js';
 import type { ServerConfig, VirtualServerConfig } from '../config/schema.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
-import { EmbeddedDirectory, type AuthenticatedIdentity, type Directory } from '../directory/directory.js';
+import { EmbeddedDirectory, type Directory } from '../directory/directory.js';
 import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
-import { VirtualServerRuntime, type TurnResult } from '../smtp/server/virtual-server.js';
-import { QueuingEngine } from '../queue/engine.js';
-import { reply, type Reply } from '../smtp/status.js';
+import { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
+import { buildQueuePipeline, type QueuePipeline } from './queue-pipeline.js';
+import { Badmail } from '../dsn/badmail.js';
+import { trackingEvent } from '../tracking/events.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { Router } from '../routing/router.js';
 import { LinkStateService } from '../linkstate/service.js';
@@ -100,7 +101,7 @@ export class TransportServer {
   readonly acceptedDomains: AcceptedDomains;
   recovery: RecoveryReport | undefined;
   tracking!: MessageTracking;
-  engine!: QueuingEngine;
+  engine!: QueuePipeline;
 
   constructor(
     public loaded: LoadedConfig,
@@ -113,7 +114,12 @@ export class TransportServer {
     this.preSubmission = new Spool(path.join(this.dataDir, 'spool'));
     this.directory = organisationAuthentication(new EmbeddedDirectory(loaded.org.directory), loaded.org);
     this.acceptedDomains = new AcceptedDomains(loaded.org.recipientPolicies);
+    this.badmail = new Badmail(
+      path.resolve(this.dataDir, server.virtualServers[0]!.messages.badmailDirectory),
+    );
   }
+
+  private readonly badmail: Badmail;
 
   private async tlsContextFor(vs: VirtualServerConfig): Promise<tls.SecureContext | undefined> {
     if (!vs.tls.enabled) return undefined;
@@ -130,16 +136,10 @@ export class TransportServer {
   async start(): Promise<void> {
     await fsp.mkdir(path.join(this.dataDir, 'queue'), { recursive: true });
     await fsp.mkdir(path.join(this.dataDir, 'tracking'), { recursive: true });
-    // Recovery runs before any listener opens, so no live write can be mistaken for debris.
-    this.recovery = await this.preSubmission.recover();
+
     const log = this.eventLog.category('SMTP Protocol');
     const queueLog = this.eventLog.category('Queuing Engine');
-    if (this.recovery.incomplete.length || this.recovery.corrupt.length) {
-      queueLog.warn(
-        { incomplete: this.recovery.incomplete.length, corrupt: this.recovery.corrupt.length },
-        'spool recovery removed incomplete files and set aside corrupt ones',
-      );
-    }
+    await this.preSubmission.init();
     const org = this.loaded.org;
     const first = this.server.virtualServers[0]!;
     this.tracking = new MessageTracking(
@@ -206,7 +206,7 @@ export class TransportServer {
         ? (session, event, data) => sendLog.write(session, 0, '', '', event, data)
         : undefined,
     });
-    this.engine = new QueuingEngine({
+    this.engine = buildQueuePipeline({
       serverName: this.server.name,
       fqdn: first.delivery.fqdn ?? this.server.fqdn,
       dataDir: this.dataDir,
@@ -233,15 +233,25 @@ export class TransportServer {
       maxConnectionsPerQueue: d.maxOutboundConnectionsPerDomain ?? 100_000,
       maxConnections: d.maxOutboundConnections ?? 100_000,
       ndrCopyTo: first.messages.ndrCopyTo,
-      badmailDir: first.messages.badmailDirectory,
+      badmail: this.badmail,
+      organisation: () => this.loaded.org,
+      releaseConnectors: (domain) => this.router.releaseRemoteTriggered(domain),
     });
+    // Recovery runs before any listener opens, so no live write can be mistaken for debris;
+    // it reads only the spool files the queue database does not know.
+    const known = this.engine.core.knownMessageIds();
+    this.recovery = await this.preSubmission.recover((id) => known.has(id));
+    if (this.recovery.incomplete.length || this.recovery.corrupt.length) {
+      queueLog.warn(
+        { incomplete: this.recovery.incomplete.length, corrupt: this.recovery.corrupt.length },
+        'spool recovery removed incomplete files and set aside corrupt ones',
+      );
+    }
     // Archived messages a crash left in the spool finish their way to badmail.
     for (const m of this.recovery.messages) {
       if (m.envelope.archived !== undefined) await this.archived(m, m.envelope.archived);
     }
-    this.queueRecovery = await this.engine.recover(
-      this.recovery.messages.filter((m) => m.envelope.archived === undefined),
-    );
+    this.queueRecovery = await this.engine.recover(this.recovery, known);
     if (!this.options.hold) this.engine.start();
     await this.startAdminApi();
     if (this.linkState) {
@@ -307,8 +317,8 @@ export class TransportServer {
         ...(this.linkState ? { linkState: this.linkState } : {}),
         organisationServers: allServers(org).map((x) => x.server.name),
         remoteTriggered: {
-          etrn: async (node) => this.etrn(node),
-          atrn: async (domains, identity) => this.atrn(domains, identity),
+          etrn: async (node) => this.engine.remoteTriggered.etrn(node),
+          atrn: async (domains, identity) => this.engine.remoteTriggered.atrn(domains, identity),
         },
       });
       try {
@@ -446,57 +456,6 @@ export class TransportServer {
     return notes;
   }
 
-  /**
-   * ATRN / TURN (RFC 2645): mail held for remote triggered delivery, for the domains asked
-   * (or every domain of the connectors this account may dequeue), goes back over the
-   * client's own connection. Accounts listed on a connector are the only ones it serves.
-   */
-  private atrn(arg: string, identity: AuthenticatedIdentity): TurnResult {
-    const ids = [identity.name, identity.primaryAddress].filter(Boolean).map((x) => x.toLowerCase());
-    const connectors = this.loaded.org.routingGroups
-      .flatMap((g) => g.connectors)
-      .filter((c): c is Extract<typeof c, { type: 'smtp' }> => c.type === 'smtp')
-      .filter((c) => c.queueForRemoteTriggeredDelivery.enabled);
-    const mayDequeue = connectors.filter((c) => {
-      const accounts = c.queueForRemoteTriggeredDelivery.accounts.map((a) => a.toLowerCase());
-      return !accounts.length || accounts.some((a) => ids.includes(a));
-    });
-    const spaces = (c: (typeof connectors)[number]) =>
-      c.addressSpaces.map((a) =>
-        (typeof a === 'string' ? a.split(':')[1]! : a.pattern).replace(/^\*\.?/, ''),
-      );
-    const asked = arg
-      .split(',')
-      .map((d) => d.trim().toLowerCase())
-      .filter(Boolean);
-    const domains = asked.length ? asked : [...new Set(mayDequeue.flatMap(spaces))].filter(Boolean);
-    const serving = mayDequeue.filter((c) =>
-      domains.some((d) => spaces(c).some((s) => d === s || d.endsWith(`.${s}`) || s === '')),
-    );
-    if (asked.length && !serving.length && connectors.length > mayDequeue.length) {
-      return {
-        reply: reply(530, '5.7.1', 'Access denied: this account may not dequeue mail for those domains'),
-      };
-    }
-    const queues = serving.map((c) => c.name);
-    if (!this.engine.heldFor(queues, domains)) return { reply: reply(453, '4.3.0', 'You have no mail') };
-    return {
-      reply: reply(250, '2.0.0', 'OK now reversing the connection'),
-      reverse: (socket) => this.engine.deliverOverConnection(socket, queues, domains),
-    };
-  }
-
-  /** ETRN (RFC 1985): release mail held for remote triggered delivery to `node`. */
-  private etrn(node: string): Reply {
-    const domain = node.replace(/^[@#]/, '').toLowerCase();
-    if (node.startsWith('#')) return reply(458, '4.3.0', `Unable to queue messages for node ${node}`);
-    const connectors = this.router.releaseRemoteTriggered(domain);
-    if (!connectors.length) return reply(459, '4.7.0', `Node ${domain} not allowed: no queue is held for it`);
-    const waiting = this.engine.releaseHeld(connectors, domain);
-    if (!waiting) return reply(251, '2.0.0', `No messages waiting for node ${domain}`);
-    return reply(250, '2.0.0', `Queuing for node ${domain} started`);
-  }
-
   private greylist: Greylist | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
   linkState: LinkStateService | undefined;
@@ -521,46 +480,44 @@ export class TransportServer {
 
   /** Sender filtering's "accept without notifying": the message goes straight to badmail. */
   private async archived(m: SpooledMessage, reason: string): Promise<void> {
-    const dir = path.resolve(this.dataDir, this.server.virtualServers[0]!.messages.badmailDirectory);
-    await fsp.mkdir(dir, { recursive: true });
-    const target = path.join(dir, `${m.envelope.id}.bad`);
     try {
-      await fsp.rename(m.file, target);
+      await this.badmail.move(m.envelope.id, m.file, reason);
     } catch (err) {
       // Still marked archived in the spool: the next start tries again; it is never delivered.
       this.eventLog.category('Queuing Engine').error({ err, id: m.envelope.id }, 'cannot move to badmail');
       return;
     }
     await fsp.rm(Spool.archiveMarkFor(m.file), { force: true });
-    await fsp.writeFile(path.join(dir, `${m.envelope.id}.bdr`), `${reason}\n`).catch(() => undefined);
-    this.tracking.write({
-      event: 'BADMAIL',
-      source: 'FILTER',
-      internalMessageId: m.envelope.id,
-      messageId: m.envelope.messageId,
-      sender: m.envelope.sender,
-      recipients: m.envelope.recipients.map((r) => r.address),
-      clientIp: m.envelope.client.ip,
-      messageInfo: reason,
-    });
+    this.tracking.write(
+      trackingEvent.badmail(
+        {
+          id: m.envelope.id,
+          messageId: m.envelope.messageId,
+          sender: m.envelope.sender,
+          recipients: m.envelope.recipients.map((r) => r.address),
+          clientIp: m.envelope.client.ip,
+        },
+        'FILTER',
+        reason,
+      ),
+    );
   }
 
   private accepted(m: SpooledMessage): void {
     const e = m.envelope;
-    this.tracking.write({
-      event: 'RECEIVE',
-      source: 'SMTP',
-      internalMessageId: e.id,
-      messageId: e.messageId,
-      sender: e.sender,
-      recipients: e.recipients.map((r) => r.address),
-      clientIp: e.client.ip,
-      connectorId: `${this.server.name}\\${e.virtualServer}`,
-      totalBytes: m.size,
-      subject: e.subject,
-      returnPath: e.sender,
-      directionality: e.client.authenticatedAs ? 'Originating' : 'Incoming',
-    });
+    this.tracking.write(
+      trackingEvent.received({
+        id: e.id,
+        messageId: e.messageId,
+        sender: e.sender,
+        subject: e.subject,
+        size: m.size,
+        recipients: e.recipients.map((r) => r.address),
+        clientIp: e.client.ip,
+        connectorId: `${this.server.name}\\${e.virtualServer}`,
+        originating: e.client.authenticatedAs !== undefined,
+      }),
+    );
     this.engine.submit(m, m.body);
   }
 

@@ -120,6 +120,27 @@ test('a connector whose schedule never runs holds the mail (Scheduled); nothing 
   assert.equal((await queues('S1')).find((x) => x.name === 'Never')?.messageCount, 1);
 });
 
+interface FoundMessage {
+  state: string;
+  queues: string[];
+  recipients: { address: string }[];
+}
+
+async function findByState(server: string, state: string): Promise<FoundMessage[]> {
+  const r = await org.cli(['queue', 'find', '--state', state, '--api', org.info(server).api, '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout) as FoundMessage[];
+}
+
+test('a message held by a connector schedule is Scheduled itself: queue find --state Scheduled finds it', async () => {
+  const found = await findByState('S1', 'Scheduled');
+  assert.deepEqual(
+    found.map((m) => [m.state, m.queues, m.recipients.map((r) => r.address)]),
+    [['Scheduled', ['Never'], ['nina@never.example']]],
+  );
+  assert.deepEqual(await findByState('S1', 'Retry'), []);
+});
+
 test('a connector held for remote triggered delivery holds the mail until ETRN', async () => {
   await org.send('S1', { from: 'alice@example.com', to: ['eve@etrn.example'] });
   await waitFor('the "ETRN hold" queue with the message', async () =>
@@ -132,6 +153,12 @@ test('a connector held for remote triggered delivery holds the mail until ETRN',
 
 test('the queue held for ETRN shows the state Remote [SPEC §6]', async () => {
   assert.equal((await queues('S1')).find((x) => x.name === 'ETRN hold')?.state, 'Remote');
+  // Its message too.
+  const found = await findByState('S1', 'Remote');
+  assert.deepEqual(
+    found.map((m) => [m.state, m.queues]),
+    [['Remote', ['ETRN hold']]],
+  );
 });
 
 test('ETRN domain releases the held mail to the smart host', async () => {

@@ -10,10 +10,12 @@ import { validateOrganisation } from '../../src/config/load.js';
 import { EmbeddedDirectory } from '../../src/directory/directory.js';
 import { AcceptedDomains } from '../../src/directory/accepted-domains.js';
 import { Categorizer, type Route } from '../../src/categorizer/categorizer.js';
-import type { DeliveryJob, Destination, RemoteDelivery } from '../../src/delivery/remote/remote-delivery.js';
+import type { DeliveryJob, Destination } from '../../src/delivery/remote/remote-delivery.js';
 import { MaildirStore } from '../../src/delivery/local/maildir.js';
 import { MessageTracking } from '../../src/tracking/tracking.js';
-import { QUEUE, QueuingEngine } from '../../src/queue/engine.js';
+import { QUEUE } from '../../src/queue/names.js';
+import { buildQueuePipeline, type QueuePipeline } from '../../src/service/queue-pipeline.js';
+import { Badmail } from '../../src/dsn/badmail.js';
 import { Spool, newMessageId, type Envelope } from '../../src/queue/spool.js';
 import { TransportError } from '../../src/smtp/status.js';
 import { baseOrganisation, cleanup } from '../helpers/server.js';
@@ -27,7 +29,7 @@ let dir: string;
 let dataDir: string;
 let spool: Spool;
 let tracking: MessageTracking;
-let engine: QueuingEngine;
+let engine: QueuePipeline;
 const relayed: { destination: Destination; id: string; recipients: string[] }[] = [];
 
 before(async () => {
@@ -58,7 +60,7 @@ before(async () => {
     logSubject: true,
     retentionDays: 7,
   });
-  engine = new QueuingEngine({
+  engine = buildQueuePipeline({
     serverName: 'MAIL1',
     fqdn: 'mail1.test.example',
     dataDir,
@@ -84,6 +86,7 @@ before(async () => {
         : { fail: { code: 554, status: '5.4.4', text: 'no route in this test' } },
     remote: {
       close: async () => undefined,
+      runOnSocket: async () => undefined,
       idleSessions: () => 0,
       run: async (d: Destination, jobs: DeliveryJob[]) => {
         for (const j of jobs) {
@@ -101,12 +104,14 @@ before(async () => {
           });
         }
       },
-    } as unknown as RemoteDelivery,
+    },
     maxConnectionsPerQueue: 1,
     maxConnections: 1,
-    badmailDir: 'badmail',
+    badmail: new Badmail(path.join(dataDir, 'badmail')),
+    organisation: () => org,
+    releaseConnectors: () => [],
   });
-  await engine.recover([]);
+  await engine.recover({ messages: [], onDisk: new Set() }, new Set());
   engine.start();
 });
 

@@ -5,20 +5,16 @@
 import { promises as fsp, constants as fsc } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { TransportError } from '../../smtp/status.js';
+import { TransportError } from '../../message/status.js';
+import type { MailboxRef, StoreDriver } from './store-driver.js';
 
 function slug(s: string): string {
   return s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
 }
 
-export interface MailboxRef {
-  store: string;
-  /** The mailbox's primary SMTP address. */
-  address: string;
-  quotaKb: number | null;
-}
+export type { MailboxRef } from './store-driver.js';
 
-export class MaildirStore {
+export class MaildirStore implements StoreDriver {
   private readonly usage = new Map<string, number>();
   private readonly host = os.hostname().replace(/[/:]/g, '_');
 

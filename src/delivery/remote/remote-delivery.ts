@@ -10,26 +10,12 @@
 import type { Resolver } from 'node:dns/promises';
 import type { Socket } from 'node:net';
 import { SmtpClient, type ClientOptions, type RecipientResult } from '../../smtp/client/client.js';
-import { TransportError } from '../../smtp/status.js';
+import { TransportError } from '../../message/status.js';
 import type { Envelope, RecipientEnvelope } from '../../queue/spool.js';
 import { parseSmartHost, resolveMailHosts, hostAddresses } from './dns.js';
 
-/** Per-destination settings that override the virtual server's (a connector's own). */
-export interface OutboundOverrides {
-  heloOnly?: boolean;
-  tls?: 'opportunistic' | 'required' | 'none';
-  verifyCertificate?: boolean;
-  /** Credentials for this destination; null: send anonymously whatever the virtual server has. */
-  auth?: { username: string; password: string } | null;
-  connector?: string;
-}
-
-export type Destination = OutboundOverrides &
-  (
-    | { type: 'dns'; domain: string }
-    | { type: 'smarthost'; hosts: string[] }
-    | { type: 'server'; name: string; host: string; port: number }
-  );
+export type { Destination, OutboundOverrides } from './destination.js';
+import type { Destination } from './destination.js';
 
 export interface DeliveryJob {
   envelope: Envelope;
@@ -37,9 +23,16 @@ export interface DeliveryJob {
   load(): Promise<Buffer>;
   /** XEXCH50 properties for another server of the organisation. */
   properties?: Buffer;
-  /** Per-recipient replies, or one error for the whole message. */
-  done(outcome: { results: RecipientResult[]; remoteMta: string } | { error: TransportError }): void;
+  /**
+   * Per-recipient replies, or one error for the whole message. `nextHop` marks a failure of
+   * the next hop itself (no address, no connection, refused greeting or TLS): the queue's,
+   * not the message's.
+   */
+  done(outcome: DeliveryOutcome): void;
 }
+
+export type DeliveryOutcome =
+  { results: RecipientResult[]; remoteMta: string } | { error: TransportError; nextHop?: boolean };
 
 export interface RemoteSettings {
   heloName: string;
@@ -260,7 +253,7 @@ export class RemoteDelivery {
           } catch (err) {
             const error =
               err instanceof TransportError ? err : new TransportError(451, '4.4.3', (err as Error).message);
-            for (const j of queue.splice(0)) j.done({ error });
+            for (const j of queue.splice(0)) j.done({ error, nextHop: true });
             return;
           }
           try {
@@ -268,7 +261,7 @@ export class RemoteDelivery {
           } catch (err) {
             const error = err instanceof TransportError ? err : new TransportError(451, '4.4.1', String(err));
             // Nobody can be reached: every job still waiting shares the verdict.
-            for (const j of queue.splice(0)) j.done({ error });
+            for (const j of queue.splice(0)) j.done({ error, nextHop: true });
             return;
           }
         }

@@ -1,0 +1,160 @@
+// NAME      categorizer worker: drains "Messages awaiting directory lookup" and the DSN queue
+// DESCRIPTION
+//   Resolves each message's recipients (categorizer.ts: directory, expansion, restrictions,
+//   limits, hop count) and places each leaf (placement.ts): final failure, Local delivery,
+//   straight into an open remote queue, or to the routing stage. An expanded recipient is
+//   final as "expanded" and its members are new rows. Small batches with a yield every ten
+//   messages: SMTP sessions share this thread, and a long synchronous stretch here is
+//   latency on every one of their replies.
+// TRIGGERS  woken when a submission commits and when a DSN is spooled; wakes only the
+//           stages whose queues received rows.
+import type { Logger } from 'pino';
+import type { QueueCore } from '../queue/core.js';
+import { QUEUE, STAGE, type StageName } from '../queue/names.js';
+import type { NotifyPolicy } from '../queue/outcomes.js';
+import { deadlineFor } from '../queue/outcomes.js';
+import type { RetryPolicy } from '../queue/retry.js';
+import type { Stage } from '../queue/scheduler.js';
+import type { Envelope } from '../queue/spool.js';
+import type { Placement } from '../queue/store/queue-store.js';
+import { notifyList, type MessageRow, type RecipientRow } from '../queue/store/rows.js';
+import { countReceivedHeaders } from '../message/headers.js';
+import type { TrackingEvent } from '../tracking/tracking.js';
+import { trackingEvent } from '../tracking/events.js';
+import type { FailureRecorder } from '../dsn/failures.js';
+import { memberNotify } from '../dsn/notify.js';
+import type { Categorizer, Leaf, Route } from './categorizer.js';
+import { expandedPlacement, placeRecipient } from './placement.js';
+
+/** The next hop routing would choose now, if it is open (a remote queue and its destination). */
+export type OpenNextHop = (
+  route: Exclude<Route, { kind: 'local' | 'failed' }>,
+  sender: string,
+  message: { size: number; priority: 'high' | 'normal' | 'low'; system: boolean },
+) => { queue: string; destination: string } | undefined;
+
+export interface CategorizerWorkerOptions {
+  categorizer: Pick<Categorizer, 'categorize'>;
+  openNextHop: OpenNextHop;
+  notifyPolicy: NotifyPolicy;
+  remoteRetry: RetryPolicy;
+  track: (e: TrackingEvent) => void;
+  recordFailures: FailureRecorder;
+  log?: Logger;
+}
+
+const BATCH = 50;
+
+export class CategorizerWorker implements Stage {
+  readonly name = STAGE.categorizer;
+
+  constructor(
+    private readonly core: Pick<QueueCore, 'store' | 'bodies' | 'wake' | 'finish' | 'activeMessages'>,
+    private readonly options: CategorizerWorkerOptions,
+  ) {}
+
+  nextDue(): undefined {
+    return undefined;
+  }
+
+  async runBatch(): Promise<boolean> {
+    const { store } = this.core;
+    const queues = [QUEUE.categorizer, QUEUE.dsn];
+    const messages = store.dueMessages(queues, BATCH, this.core.activeMessages);
+    if (!messages.length) return false;
+    const touched: string[] = [];
+    const woke = new Set<StageName>();
+    for (const [i, m] of messages.entries()) {
+      if (i > 0 && i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+      const envelope = JSON.parse(m.envelope) as Envelope;
+      const rows = store.dueRowsOf(m.id, queues);
+      if (!rows.length) continue;
+      const receivedHeaders =
+        envelope.receivedHeaders ?? countReceivedHeaders(await this.core.bodies.head(m).catch(() => ''));
+      const result = await this.options.categorizer.categorize(
+        rows.map((r) => ({ id: r.id, address: r.address, original: r.original })),
+        {
+          sender: m.sender,
+          authenticated: envelope.client.authenticatedAs !== undefined,
+          size: m.size,
+          receivedHeaders,
+          envelopeRecipientCount: envelope.recipients.length,
+        },
+      );
+      store.defer(() => this.apply(m, envelope, rows, result.leaves, woke));
+      const tracked = { id: m.id, messageId: envelope.messageId, sender: m.sender };
+      for (const e of result.events) this.options.track(trackingEvent.categorized(tracked, e));
+      touched.push(m.id);
+    }
+    store.flush();
+    for (const stage of woke) this.core.wake(stage);
+    await this.core.finish(touched);
+    return messages.length === BATCH;
+  }
+
+  private apply(
+    m: MessageRow,
+    envelope: Envelope,
+    rows: RecipientRow[],
+    leaves: Leaf[],
+    woke: Set<StageName>,
+  ): void {
+    const { store } = this.core;
+    const bySource = new Map<number, Leaf[]>();
+    for (const leaf of leaves) bySource.set(leaf.sourceId, [...(bySource.get(leaf.sourceId) ?? []), leaf]);
+    const failures: { address: string; status: string }[] = [];
+    const facts = {
+      size: m.size,
+      priority: envelope.priority ?? ('normal' as const),
+      system: m.is_dsn === 1 || m.sender === '',
+    };
+    /** `address` is the one a failure is recorded under. */
+    const place = (row: RecipientRow, address: string, notify: string | null, route: Route): Placement => {
+      const nextHop =
+        route.kind !== 'local' && route.kind !== 'failed' && !store.queueFrozen(QUEUE.routing)
+          ? this.options.openNextHop(route, m.sender, facts)
+          : undefined;
+      const p = placeRecipient(
+        {
+          route,
+          currentQueue: row.queue,
+          notify: notifyList({ notify }),
+          sender: m.sender,
+          ...(nextHop ? { nextHop } : {}),
+          remoteDeadline: deadlineFor(this.options.remoteRetry, m.received_at, false),
+        },
+        this.options.notifyPolicy,
+      );
+      if (route.kind === 'failed') failures.push({ address, status: route.status });
+      if (p.dsn) woke.add(STAGE.dsn);
+      if (p.state !== 'done')
+        woke.add(p.remote ? STAGE.remote : p.queue === QUEUE.local ? STAGE.local : STAGE.routing);
+      return p;
+    };
+    store.transaction(() => {
+      for (const row of rows) {
+        const mine = bySource.get(row.id) ?? [];
+        if (mine.length === 1) {
+          const leaf = mine[0]!;
+          store.place(row.id, leaf.address, place(row, row.address, row.notify, leaf.route));
+          continue;
+        }
+        // Expanded (group, deliver-and-forward) or expanded to nobody.
+        const expanded = expandedPlacement(row.queue, notifyList(row), m.sender, this.options.notifyPolicy);
+        store.place(row.id, row.address, expanded);
+        if (expanded.dsn) woke.add(STAGE.dsn);
+        for (const leaf of mine) {
+          // Members of an expanded group report failures only (RFC 3461 §6.2.7.3).
+          const notify = memberNotify(row.notify);
+          store.insertPlaced(row, leaf.address, notify, place(row, leaf.address, notify, leaf.route));
+        }
+      }
+    });
+    this.options.recordFailures(
+      'CATEGORIZER',
+      this.options.log,
+      { id: m.id, sender: m.sender, messageId: envelope.messageId },
+      failures,
+    );
+  }
+}

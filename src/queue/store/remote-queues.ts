@@ -1,0 +1,183 @@
+// NAME      remote queues: one row a next hop, with the queue's own retry
+// SYNOPSIS  ensure(name, destination) · due(now) · dueMessageIds(name, limit) · rowsOfMany(ids, name)
+//           nextHopDown(name, at, error) · nextHopUp(name) · dropIfEmpty(name) · nextDue()
+// DESCRIPTION
+//   A next hop that cannot be reached (no connection, 421 at the greeting, TLS required and
+//   refused) puts its whole queue in Retry until retry_at: one connection attempt per
+//   interval however many messages wait (Postfix's dead-destination cache). When an
+//   attempt gets through, the queue is released and served at once. A 4xx for one message
+//   or recipient keeps that recipient's own schedule (recipients.next_attempt).
+import type { QueueStore } from './queue-store.js';
+import type { RecipientRow, RemoteQueueRow } from './rows.js';
+
+export class RemoteQueues {
+  /** Names with a row: placing a recipient adds its queue once, not per message. */
+  private known: Set<string> | undefined;
+
+  constructor(private readonly store: QueueStore) {}
+
+  private names(): Set<string> {
+    this.known ??= new Set(this.store.sql('SELECT name FROM remote_queues').pluck().all() as string[]);
+    return this.known;
+  }
+
+  /** Records the queue of a next hop the first time a recipient is placed in it. */
+  ensure(name: string, destination: string): void {
+    const names = this.names();
+    if (names.has(name)) return;
+    this.store
+      .sql(
+        `INSERT INTO remote_queues (name, destination) VALUES (?, ?)
+         ON CONFLICT(name) DO UPDATE SET destination = excluded.destination`,
+      )
+      .run(name, destination);
+    names.add(name);
+  }
+
+  /** A reload may change where a queue connects: newly placed rows carry the new one. */
+  setDestination(name: string, destination: string): void {
+    this.store.sql('UPDATE remote_queues SET destination = ? WHERE name = ?').run(destination, name);
+  }
+
+  get(name: string): RemoteQueueRow | undefined {
+    return this.store.sql('SELECT * FROM remote_queues WHERE name = ?').get(name) as
+      RemoteQueueRow | undefined;
+  }
+
+  all(): RemoteQueueRow[] {
+    return this.store.sql('SELECT * FROM remote_queues').all() as RemoteQueueRow[];
+  }
+
+  /** Queues whose next hop may be tried now (not in Retry). */
+  due(now: number): RemoteQueueRow[] {
+    return this.store.sql('SELECT * FROM remote_queues WHERE retry_at <= ?').all(now) as RemoteQueueRow[];
+  }
+
+  /** Queues whose next hop is in Retry now. */
+  inRetry(now: number): RemoteQueueRow[] {
+    return this.store.sql('SELECT * FROM remote_queues WHERE retry_at > ?').all(now) as RemoteQueueRow[];
+  }
+
+  /** Messages with recipients just placed in `name` (not yet tried or deferred). */
+  readyMessageIds(name: string, limit: number): string[] {
+    return this.store
+      .sql(`SELECT DISTINCT message_id FROM recipients WHERE queue = ? AND state = 'ready' LIMIT ?`)
+      .pluck()
+      .all(name, limit) as string[];
+  }
+
+  /** Messages with recipients to send in `name` now, in arrival order of their rows. */
+  dueMessageIds(name: string, limit: number): string[] {
+    return this.store
+      .sql(
+        `SELECT DISTINCT message_id FROM (
+           SELECT message_id FROM recipients WHERE queue = ? AND state = 'ready'
+           UNION ALL
+           SELECT message_id FROM recipients WHERE queue = ? AND state = 'retry' AND next_attempt <= ?)
+         LIMIT ?`,
+      )
+      .pluck()
+      .all(name, name, Date.now(), limit) as string[];
+  }
+
+  /** Due rows of `name` for many messages in one query, by message id. */
+  rowsOfMany(messageIds: string[], name: string): Map<string, RecipientRow[]> {
+    const rows = this.store
+      .sql(
+        `SELECT * FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) AND queue = ?
+           AND state IN ('ready', 'retry') AND next_attempt <= ? ORDER BY id`,
+      )
+      .all(JSON.stringify(messageIds), name, Date.now()) as RecipientRow[];
+    const out = new Map<string, RecipientRow[]>();
+    for (const r of rows) {
+      const list = out.get(r.message_id);
+      if (list) list.push(r);
+      else out.set(r.message_id, [r]);
+    }
+    return out;
+  }
+
+  /** The next hop could not be reached: the queue waits until `retryAt`. */
+  nextHopDown(name: string, retryAt: number, error: string): void {
+    this.store
+      .sql('UPDATE remote_queues SET retry_at = ?, failures = failures + 1, last_error = ? WHERE name = ?')
+      .run(retryAt, error, name);
+  }
+
+  /** An attempt got through: the whole queue is released. */
+  nextHopUp(name: string): void {
+    this.store
+      .sql(
+        'UPDATE remote_queues SET retry_at = 0, failures = 0, last_error = NULL WHERE name = ? AND failures > 0',
+      )
+      .run(name);
+  }
+
+  /** Force connection (queue retry, unfreeze): the queue's next hop is tried now. */
+  releaseAll(name?: string): void {
+    if (name) this.store.sql('UPDATE remote_queues SET retry_at = 0 WHERE name = ?').run(name);
+    else this.store.sql('UPDATE remote_queues SET retry_at = 0').run();
+  }
+
+  /** A queue with no open recipient left is forgotten (it was a next hop, not a setting). */
+  dropIfEmpty(name: string): void {
+    const open = this.store
+      .sql(`SELECT 1 FROM recipients WHERE queue = ? AND state IN ('ready', 'retry') LIMIT 1`)
+      .get(name);
+    if (open) return;
+    this.store.sql('DELETE FROM remote_queues WHERE name = ?').run(name);
+    this.known?.delete(name);
+  }
+
+  /** When the remote stage next has something to do by the clock. */
+  nextDue(): number | undefined {
+    const queueRetry = this.store
+      .sql('SELECT MIN(retry_at) FROM remote_queues WHERE retry_at > 0')
+      .pluck()
+      .get() as number | null;
+    // Recipients' own retries, in queues whose next hop is not in Retry: the others wait
+    // for their queue (and may be due already, which must not spin the stage).
+    const rowRetry = this.store
+      .sql(
+        `SELECT MIN(r.next_attempt) FROM remote_queues q JOIN recipients r ON r.queue = q.name
+         JOIN messages m ON m.id = r.message_id
+         WHERE q.retry_at <= ? AND r.state = 'retry' AND m.frozen = 0`,
+      )
+      .pluck()
+      .get(Date.now()) as number | null;
+    const deadline = this.store
+      .sql(
+        `SELECT MIN(r.deadline) FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.deadline IS NOT NULL AND m.frozen = 0`,
+      )
+      .pluck()
+      .get() as number | null;
+    const times = [queueRetry, rowRetry, deadline].filter((t): t is number => t !== null);
+    return times.length ? Math.min(...times) : undefined;
+  }
+
+  /** Remote rows whose delay notice or expiry is due. */
+  dueDeadlines(now: number, limit: number): RecipientRow[] {
+    return this.store
+      .sql(
+        `SELECT r.* FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.deadline IS NOT NULL AND r.deadline <= ? AND m.frozen = 0 ORDER BY r.deadline LIMIT ?`,
+      )
+      .all(now, limit) as RecipientRow[];
+  }
+
+  setDeadline(
+    rowId: number,
+    deadline: number | null,
+    delayNotified: boolean,
+    dsn: string | null,
+    lastError: string | null,
+  ): void {
+    this.store
+      .sql(
+        `UPDATE recipients SET deadline = ?, delay_notified = ?, dsn_pending = COALESCE(?, dsn_pending),
+         last_error = COALESCE(last_error, ?) WHERE id = ?`,
+      )
+      .run(deadline, delayNotified ? 1 : 0, dsn, lastError, rowId);
+  }
+}

@@ -1,0 +1,122 @@
+// NAME      routing worker: "Messages waiting to be routed" and the holding queues
+// DESCRIPTION
+//   Routes each waiting recipient (router.ts): into the remote queue of its next hop, into a
+//   holding queue with a typed reason (connector schedule, remote triggered delivery, no
+//   route, link down) until its hold time, or to a final failure. Held mail expires like
+//   any other: no route, no schedule window, no ETRN in time means 4.4.7.
+// TRIGGERS  woken by the categorizer (rows to route), by link state changes and reloads
+//           (releaseAfterLinkChange), by ETRN; by the clock at the earliest hold time.
+//           Wakes remote delivery, and the DSN stage when something failed.
+import type { Logger } from 'pino';
+import type { QueueCore } from '../queue/core.js';
+import { RELEASED_BY_LINK_STATE, STAGE } from '../queue/names.js';
+import { deadlineFor, type NotifyPolicy } from '../queue/outcomes.js';
+import type { RetryPolicy } from '../queue/retry.js';
+import type { Stage } from '../queue/scheduler.js';
+import { notifyList } from '../queue/store/rows.js';
+import type { FailureRecorder } from '../dsn/failures.js';
+import type { Route } from '../categorizer/categorizer.js';
+import type { NextHop } from './next-hop.js';
+
+export type RouteFn = (
+  route: Route,
+  sender: string,
+  message: { size: number; priority: 'high' | 'normal' | 'low'; system: boolean },
+) => NextHop;
+
+export interface RoutingWorkerOptions {
+  route: RouteFn;
+  notifyPolicy: NotifyPolicy;
+  remoteRetry: RetryPolicy;
+  recordFailures: FailureRecorder;
+  log: Logger;
+}
+
+const BATCH = 200;
+
+export class RoutingWorker implements Stage {
+  readonly name = STAGE.routing;
+
+  constructor(
+    private readonly core: Pick<QueueCore, 'store' | 'wake' | 'finish'>,
+    private readonly options: RoutingWorkerOptions,
+  ) {}
+
+  nextDue(): number | undefined {
+    return this.core.store.nextHoldDue();
+  }
+
+  /** A route may be back (link state changed, a reload): held mail is looked at again. */
+  releaseAfterLinkChange(): void {
+    this.core.store.releaseHoldsFor(RELEASED_BY_LINK_STATE);
+    this.core.wake(STAGE.routing);
+  }
+
+  async runBatch(): Promise<boolean> {
+    const { store } = this.core;
+    const rows = store.dueForRouting(BATCH).filter((r) => !store.queueFrozen(r.queue));
+    if (!rows.length) return false;
+    const expiration = this.options.remoteRetry.expiration * 1000;
+    const failed = new Map<string, { address: string; status: string }[]>();
+    const fail = (messageId: string, address: string, status: string) =>
+      failed.set(messageId, [...(failed.get(messageId) ?? []), { address, status }]);
+    const now = Date.now();
+    store.transaction(() => {
+      for (const r of rows) {
+        const route = JSON.parse(r.route ?? '{}') as Route;
+        const hop = this.options.route(route, r.sender, {
+          size: r.size,
+          priority: r.priority ?? 'normal',
+          system: r.is_dsn === 1 || r.sender === '',
+        });
+        const dsn = this.options.notifyPolicy('failure', notifyList(r), r.sender);
+        if ('fail' in hop) {
+          const text = `${hop.fail.code} ${hop.fail.status} ${hop.fail.text}`;
+          store.fail(r.id, hop.fail.status, `smtp; ${text}`, hop.fail.text, dsn);
+          fail(r.message_id, r.address, hop.fail.status);
+        } else if (hop.destination) {
+          store.place(r.id, r.address, {
+            queue: hop.queue,
+            nextHop: JSON.stringify(hop.destination),
+            state: 'ready',
+            outcome: null,
+            status: null,
+            diagnostic: null,
+            dsn: null,
+            route: r.route,
+            remote: true,
+            deadline: deadlineFor(this.options.remoteRetry, r.received_at, r.delay_notified === 1),
+          });
+        } else if (now - r.received_at >= expiration) {
+          const text = `Could not deliver the message in the time limit specified. ${hop.reason}`;
+          store.fail(r.id, '4.4.7', `smtp; 550 4.4.7 ${text}`, text, dsn);
+          fail(r.message_id, r.address, '4.4.7');
+        } else {
+          // Come back at the hold time, or at expiry if that is sooner.
+          store.hold(
+            r.id,
+            hop.queue,
+            hop.hold,
+            Math.min(hop.retryAt, r.received_at + expiration),
+            hop.reason,
+          );
+        }
+      }
+    });
+    for (const [id, list] of failed) {
+      const row = rows.find((r) => r.message_id === id);
+      this.options.recordFailures(
+        'ROUTING',
+        this.options.log,
+        { id, sender: row?.sender, messageId: row?.header_message_id ?? undefined },
+        list,
+      );
+    }
+    if (failed.size) {
+      this.core.wake(STAGE.dsn);
+      await this.core.finish(failed.keys());
+    }
+    this.core.wake(STAGE.remote);
+    return rows.length === BATCH;
+  }
+}
