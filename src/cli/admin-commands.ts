@@ -1,81 +1,10 @@
 // Operator commands over the admin API: queue viewer, messages, tracking, logging levels.
 // Each prints a readable table by default and the API's JSON with --json.
 import type { Command } from 'commander';
-import { allServers, loadConfigFile } from '../config/load.js';
-
-export class CliError extends Error {}
+import { AdminClient, CliError, withApi, type ApiOptions } from './admin-client.js';
 
 /** Some of what was asked was done and some refused: reported, exit status 1. */
 class PartialFailure extends Error {}
-
-interface ApiOptions {
-  api?: string;
-  token?: string;
-  config?: string;
-  server?: string;
-  json?: boolean;
-}
-
-interface Endpoint {
-  name: string;
-  url: string;
-}
-
-/** Which admin APIs to talk to: --api, else the config's server(s), else the default. */
-function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
-  if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, '') }];
-  if (process.env.BRIDGEHEAD_API && !o.config) return [{ name: 'api', url: process.env.BRIDGEHEAD_API }];
-  if (o.config) {
-    const servers = allServers(loadConfigFile(o.config).org).map((s) => s.server);
-    const chosen = o.server
-      ? servers.filter((s) => s.name.toLowerCase() === o.server!.toLowerCase())
-      : allOfOrg
-        ? servers
-        : servers.slice(0, 1);
-    if (!chosen.length) throw new CliError(`no server "${o.server}" in ${o.config}`);
-    return chosen.map((s) => {
-      const host = s.adminApi.host === '0.0.0.0' ? s.address : s.adminApi.host;
-      return { name: s.name, url: `http://${host.includes(':') ? `[${host}]` : host}:${s.adminApi.port}` };
-    });
-  }
-  return [{ name: 'local', url: 'http://127.0.0.1:8025' }];
-}
-
-async function call(
-  ep: Endpoint,
-  o: ApiOptions,
-  method: string,
-  path: string,
-  body?: unknown,
-): Promise<{ status: number; json?: unknown; bytes?: Buffer }> {
-  const token = o.token ?? process.env.BRIDGEHEAD_TOKEN;
-  let res: Response;
-  try {
-    res = await fetch(`${ep.url}${path}`, {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      body: body !== undefined ? JSON.stringify(body) : undefined,
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-    throw new CliError(
-      `cannot reach the admin API of ${ep.name} at ${ep.url} (${cause}); is the server running?`,
-    );
-  }
-  const type = res.headers.get('content-type') ?? '';
-  if (type.includes('application/json')) {
-    const json = (await res.json()) as { error?: string };
-    if (res.status >= 400)
-      throw new CliError(`${ep.name}: ${json.error ?? res.statusText} (HTTP ${res.status})`);
-    return { status: res.status, json };
-  }
-  const bytes = Buffer.from(await res.arrayBuffer());
-  if (res.status >= 400) throw new CliError(`${ep.name}: HTTP ${res.status} ${bytes.toString()}`);
-  return { status: res.status, bytes };
-}
 
 function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
@@ -103,18 +32,6 @@ function qs(params: Record<string, string | undefined>): string {
 
 function progress(text: string): void {
   if (process.stderr.isTTY) process.stderr.write(`\r${text}`);
-}
-
-function withApi(cmd: Command): Command {
-  return cmd
-    .option(
-      '--api <url>',
-      'admin API URL (default: from --config, $BRIDGEHEAD_API, or http://127.0.0.1:8025)',
-    )
-    .option('--token <token>', 'bearer token (default $BRIDGEHEAD_TOKEN)')
-    .option('-c, --config <file>', 'organisation file: talk to its server(s)')
-    .option('-s, --server <name>', 'the server of the organisation to talk to')
-    .option('--json', 'print JSON');
 }
 
 type MessageRow = {
@@ -147,8 +64,7 @@ export function addAdminCommands(program: Command): void {
       .command('list')
       .description('every queue with state, messages, size, oldest, next retry, last error'),
   ).action(async (o: ApiOptions) => {
-    const ep = endpoints(o)[0]!;
-    const { json } = await call(ep, o, 'GET', '/api/v1/queues');
+    const json = await AdminClient.of(o).get('/api/v1/queues');
     const rows = json as Record<string, unknown>[];
     print(o, json, () =>
       table(
@@ -160,7 +76,7 @@ export function addAdminCommands(program: Command): void {
   withApi(
     queue.command('show').argument('<name>', 'queue name').description('one queue and its messages'),
   ).action(async (name: string, o: ApiOptions) => {
-    const { json } = await call(endpoints(o)[0]!, o, 'GET', `/api/v1/queues/${encodeURIComponent(name)}`);
+    const json = await AdminClient.of(o).get(`/api/v1/queues/${encodeURIComponent(name)}`);
     const q = json as Record<string, unknown> & { messages: MessageRow[] };
     print(o, json, () => {
       const head =
@@ -180,10 +96,7 @@ export function addAdminCommands(program: Command): void {
       .option('--queue <name>')
       .option('--limit <n>', 'default 100'),
   ).action(async (o: ApiOptions & Record<string, string>) => {
-    const { json } = await call(
-      endpoints(o)[0]!,
-      o,
-      'GET',
+    const json = await AdminClient.of(o).get(
       `/api/v1/messages${qs({ sender: o.sender, recipient: o.recipient, state: o.state, queue: o.queue, limit: o.limit })}`,
     );
     print(o, json, () =>
@@ -205,12 +118,7 @@ export function addAdminCommands(program: Command): void {
         .argument('<name>', 'queue name')
         .description(action === 'retry' ? 'force connection: retry the queue now' : `${action} a queue`),
     ).action(async (name: string, o: ApiOptions) => {
-      const { json } = await call(
-        endpoints(o)[0]!,
-        o,
-        'POST',
-        `/api/v1/queues/${encodeURIComponent(name)}/${action}`,
-      );
+      const json = await AdminClient.of(o).post(`/api/v1/queues/${encodeURIComponent(name)}/${action}`);
       print(o, json, () =>
         action === 'retry'
           ? `${name}: ${(json as { recipients: number }).recipients} recipient(s) retried now`
@@ -244,11 +152,8 @@ export function addAdminCommands(program: Command): void {
       if (!o.queue && !o.sender && !o.recipient && !o.state && !o.all) {
         throw new CliError('give --queue, --sender, --recipient, --state or --all');
       }
-      const ep = endpoints(o)[0]!;
-      const { json } = await call(
-        ep,
-        o,
-        'GET',
+      const api = AdminClient.of(o);
+      const json = await api.get(
         `/api/v1/messages${qs({ sender: o.sender, recipient: o.recipient, state: o.state, queue: o.queue, limit: '100000' })}`,
       );
       const found = json as MessageRow[];
@@ -256,7 +161,7 @@ export function addAdminCommands(program: Command): void {
       const refused: { id: string; error: string }[] = [];
       for (const [i, m] of found.entries()) {
         try {
-          await call(ep, o, 'DELETE', `/api/v1/messages/${m.id}?ndr=${o.ndr}`);
+          await api.delete(`/api/v1/messages/${m.id}?ndr=${o.ndr}`);
           deleted++;
         } catch (err) {
           refused.push({ id: m.id, error: (err as Error).message });
@@ -280,7 +185,7 @@ export function addAdminCommands(program: Command): void {
   // ---------------------------------------------------------------- message
   const message = program.command('message').description('one message in the queues');
   withApi(message.command('show').argument('<id>', 'queue id')).action(async (id: string, o: ApiOptions) => {
-    const { json } = await call(endpoints(o)[0]!, o, 'GET', `/api/v1/messages/${encodeURIComponent(id)}`);
+    const json = await AdminClient.of(o).get(`/api/v1/messages/${encodeURIComponent(id)}`);
     const m = json as MessageRow & { messageId?: string };
     print(o, json, () =>
       [
@@ -299,12 +204,7 @@ export function addAdminCommands(program: Command): void {
   for (const action of ['freeze', 'unfreeze'] as const) {
     withApi(message.command(action).argument('<id>', 'queue id')).action(
       async (id: string, o: ApiOptions) => {
-        const { json } = await call(
-          endpoints(o)[0]!,
-          o,
-          'POST',
-          `/api/v1/messages/${encodeURIComponent(id)}/${action}`,
-        );
+        const json = await AdminClient.of(o).post(`/api/v1/messages/${encodeURIComponent(id)}/${action}`);
         print(o, json, () => `${id}: ${action === 'freeze' ? 'frozen' : 'unfrozen'}`);
       },
     );
@@ -317,24 +217,13 @@ export function addAdminCommands(program: Command): void {
       .option('--no-ndr', 'no NDR'),
   ).action(async (id: string, o: ApiOptions & { ndr?: boolean }) => {
     if (o.ndr === undefined) throw new CliError('say --ndr or --no-ndr');
-    const { json } = await call(
-      endpoints(o)[0]!,
-      o,
-      'DELETE',
-      `/api/v1/messages/${encodeURIComponent(id)}?ndr=${o.ndr}`,
-    );
+    const json = await AdminClient.of(o).delete(`/api/v1/messages/${encodeURIComponent(id)}?ndr=${o.ndr}`);
     print(o, json, () => `${id}: deleted ${o.ndr ? 'with' : 'without'} NDR`);
   });
   withApi(
     message.command('export').argument('<id>', 'queue id').description('write the message (.eml) to stdout'),
   ).action(async (id: string, o: ApiOptions) => {
-    const { bytes } = await call(
-      endpoints(o)[0]!,
-      o,
-      'GET',
-      `/api/v1/messages/${encodeURIComponent(id)}/export`,
-    );
-    process.stdout.write(bytes ?? Buffer.alloc(0));
+    process.stdout.write(await AdminClient.of(o).bytes(`/api/v1/messages/${encodeURIComponent(id)}/export`));
   });
 
   // ---------------------------------------------------------------- track
@@ -352,7 +241,7 @@ export function addAdminCommands(program: Command): void {
       .option('--limit <n>')
       .option('--csv', 'CSV output'),
   ).action(async (o: ApiOptions & Record<string, string | boolean>) => {
-    const eps = endpoints(o, true);
+    const apis = AdminClient.ofEach(o);
     const query = qs({
       sender: o.sender as string,
       recipient: o.recipient as string,
@@ -365,17 +254,16 @@ export function addAdminCommands(program: Command): void {
     });
     const all: Record<string, unknown>[] = [];
     const unreachable: string[] = [];
-    for (const [i, ep] of eps.entries()) {
-      if (eps.length > 1) progress(`searching ${ep.name} (${i + 1}/${eps.length})   `);
+    for (const [i, api] of apis.entries()) {
+      if (apis.length > 1) progress(`searching ${api.name} (${i + 1}/${apis.length})   `);
       try {
-        const { json } = await call(ep, o, 'GET', `/api/v1/tracking${query}`);
-        all.push(...(json as Record<string, unknown>[]));
+        all.push(...((await api.get(`/api/v1/tracking${query}`)) as Record<string, unknown>[]));
       } catch (err) {
-        if (eps.length === 1) throw err;
-        unreachable.push(`${ep.name}: ${(err as Error).message}`);
+        if (apis.length === 1) throw err;
+        unreachable.push(`${api.name}: ${(err as Error).message}`);
       }
     }
-    if (eps.length > 1) progress('\n');
+    if (apis.length > 1) progress('\n');
     all.sort((a, b) => String(a.dateTime).localeCompare(String(b.dateTime)));
     const rows = all.map((e) => ({
       ...e,
@@ -414,7 +302,7 @@ export function addAdminCommands(program: Command): void {
   // ---------------------------------------------------------------- log
   const log = program.command('log').description('diagnostic logging');
   withApi(log.command('show').description('level of every category')).action(async (o: ApiOptions) => {
-    const { json } = await call(endpoints(o)[0]!, o, 'GET', '/api/v1/logging');
+    const json = await AdminClient.of(o).get('/api/v1/logging');
     print(o, json, () =>
       table(
         Object.entries(json as Record<string, string>).map(([category, level]) => ({ category, level })),
@@ -429,13 +317,7 @@ export function addAdminCommands(program: Command): void {
       .argument('<level>', 'none | minimum | medium | maximum')
       .description("change a category's level while the server runs"),
   ).action(async (category: string, level: string, o: ApiOptions) => {
-    const { json } = await call(
-      endpoints(o)[0]!,
-      o,
-      'PUT',
-      `/api/v1/logging/${encodeURIComponent(category)}`,
-      { level },
-    );
+    const json = await AdminClient.of(o).put(`/api/v1/logging/${encodeURIComponent(category)}`, { level });
     print(o, json, () => `${(json as { category: string }).category}: ${level}`);
   });
 }

@@ -16,7 +16,8 @@ import { hashPassword } from '../directory/passwords.js';
 import { getServers as dnsServers } from 'node:dns';
 import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
-import { addAdminCommands, CliError } from './admin-commands.js';
+import { addAdminCommands } from './admin-commands.js';
+import { CliError } from './admin-client.js';
 import { addRouteCommands } from '../routing/route-commands.js';
 
 async function readStdin(): Promise<string> {
