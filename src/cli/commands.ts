@@ -19,6 +19,7 @@ import { TransportError } from '../smtp/status.js';
 import { addAdminCommands } from './admin-commands.js';
 import { CliError } from './admin-client.js';
 import { addRouteCommands } from '../routing/route-commands.js';
+import { outboundSettings } from '../config/outbound.js';
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -150,7 +151,7 @@ export function buildProgram(): Command {
         const { server } = selectServer(loaded.org, opts.server);
         const vs = opts.virtualServer
           ? server.virtualServers.find((v) => v.name.toLowerCase() === opts.virtualServer!.toLowerCase())
-          : server.virtualServers[0];
+          : outboundSettings(server).virtualServer;
         if (!vs) throw new UsageError(`no virtual server "${opts.virtualServer}" on ${server.name}`);
         const servers = opts.dns ? opts.dns.split(',') : vs.delivery.externalDnsServers;
         const out = (line: string) => process.stdout.write(`${line}\n`);

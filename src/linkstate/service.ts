@@ -14,11 +14,11 @@
 // exchanges the tables in chunks when they differ; whatever a member learns that way it
 // forwards to its master, which pushes it to the group.
 import net from 'node:net';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { OrganisationConfig, RoutingGroupConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
-import { dampedState, leafKeepsUp } from '../routing/routing.js';
+import { dampedState, leafKeepsUp } from './state-rules.js';
 import { SmtpClient } from '../smtp/client/client.js';
 import { buildTopology } from '../routing/topology.js';
 import {
@@ -32,8 +32,8 @@ import {
   type GroupState,
   type LinkStateTable,
 } from './table.js';
-import { createHash } from 'node:crypto';
 import { ROUTING_EVENTS } from '../logs/event-ids.js';
+import { outboundSettings } from '../config/outbound.js';
 
 export interface LinkStateOptions {
   org: OrganisationConfig;
@@ -363,7 +363,7 @@ export class LinkStateService {
   private async exchange(target: ServerConfig): Promise<boolean> {
     const client = new SmtpClient({
       host: target.address,
-      port: target.virtualServers[0]!.port,
+      port: outboundSettings(target).port,
       heloName: this.o.heloName,
       tls: 'opportunistic',
       verifyCertificate: false,

@@ -45,10 +45,10 @@ export class RemoteTriggered {
     if (!connectors.length) return reply(459, '4.7.0', `Node ${domain} not allowed: no queue is held for it`);
     const { store } = this.options.core;
     const inDomain = (address: string) => addressInDomain(address, domain);
-    const held = store.heldRows(connectors).filter((r) => inDomain(r.address));
-    store.releaseHolds(held.map((r) => r.id));
+    const held = store.holds.heldRows(connectors).filter((r) => inDomain(r.address));
+    store.holds.releaseHolds(held.map((r) => r.id));
     // Mail not routed yet will meet the released connector when it is.
-    const pending = store.countOpenFor([QUEUE.categorizer, QUEUE.routing], inDomain);
+    const pending = store.holds.countOpenFor([QUEUE.categorizer, QUEUE.routing], inDomain);
     if (held.length) this.options.core.wake(STAGE.routing);
     if (!held.length && !pending) return reply(251, '2.0.0', `No messages waiting for node ${domain}`);
     return reply(250, '2.0.0', `Queuing for node ${domain} started`);

@@ -11,6 +11,7 @@ import { Router } from './router.js';
 import { buildTopology } from './topology.js';
 import type { Topology } from './routing.js';
 import type { NextHop } from './next-hop.js';
+import { outboundSettings } from '../config/outbound.js';
 
 /** MD5 of the canonical form of the link state table, as servers compare it. */
 export function topologyDigest(t: Topology): string {
@@ -158,7 +159,7 @@ export function addRouteCommands(program: Command): void {
           serverName: server.name,
           directory,
           acceptedDomains: new AcceptedDomains(org.recipientPolicies),
-          forwardUnresolvedTo: server.virtualServers[0]!.messages.forwardUnresolvedTo,
+          forwardUnresolvedTo: outboundSettings(server).messages.forwardUnresolvedTo,
           orgMaxRecipients: null,
           orgMaxReceiveSizeKb: null,
           orgMaxSendSizeKb: null,

@@ -10,6 +10,7 @@ import type { Route } from '../categorizer/categorizer.js';
 import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from './routing.js';
 import { buildTopology, senderIdentities } from './topology.js';
 import { nextOpening, scheduleOpen } from './schedule.js';
+import { outboundSettings } from '../config/outbound.js';
 
 /** What routing needs to know of a message for content restrictions and oversize schedules. */
 export interface MessageFacts {
@@ -62,14 +63,14 @@ export class Router {
         type: 'server',
         name: target.name,
         host: target.address,
-        port: target.virtualServers[0]!.port,
+        port: outboundSettings(target).port,
         ...(secret ? { auth: { username: this.self.name, password: secret }, verifyCertificate: false } : {}),
       },
     };
   }
 
   private defaultRemote(domain: string): NextHop {
-    const d = this.self.virtualServers[0]!.delivery;
+    const d = outboundSettings(this.self).delivery;
     if (d.smartHost) {
       const hosts = d.smartHost.split(/[\s,;]+/).filter(Boolean);
       return { queue: d.smartHost, destination: { type: 'smarthost', hosts } };

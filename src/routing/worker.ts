@@ -43,18 +43,18 @@ export class RoutingWorker implements Stage {
   ) {}
 
   nextDue(): number | undefined {
-    return this.core.store.nextHoldDue();
+    return this.core.store.holds.nextHoldDue();
   }
 
   /** A route may be back (link state changed, a reload): held mail is looked at again. */
   releaseAfterLinkChange(): void {
-    this.core.store.releaseHoldsFor(RELEASED_BY_LINK_STATE);
+    this.core.store.holds.releaseHoldsFor(RELEASED_BY_LINK_STATE);
     this.core.wake(STAGE.routing);
   }
 
   async runBatch(): Promise<boolean> {
     const { store } = this.core;
-    const rows = store.dueForRouting(BATCH).filter((r) => !store.queueFrozen(r.queue));
+    const rows = store.holds.dueForRouting(BATCH).filter((r) => !store.queueFrozen(r.queue));
     if (!rows.length) return false;
     const expiration = this.options.remoteRetry.expiration * 1000;
     const failed = new Map<string, { address: string; status: string }[]>();
@@ -72,7 +72,7 @@ export class RoutingWorker implements Stage {
         const dsn = this.options.notifyPolicy('failure', notifyList(r), r.sender);
         if ('fail' in hop) {
           const text = `${hop.fail.code} ${hop.fail.status} ${hop.fail.text}`;
-          store.fail(r.id, hop.fail.status, `smtp; ${text}`, hop.fail.text, dsn);
+          store.holds.fail(r.id, hop.fail.status, `smtp; ${text}`, hop.fail.text, dsn);
           fail(r.message_id, r.address, hop.fail.status);
         } else if (hop.destination) {
           store.place(r.id, r.address, {
@@ -89,11 +89,11 @@ export class RoutingWorker implements Stage {
           });
         } else if (now - r.received_at >= expiration) {
           const text = `Could not deliver the message in the time limit specified. ${hop.reason}`;
-          store.fail(r.id, '4.4.7', `smtp; 550 4.4.7 ${text}`, text, dsn);
+          store.holds.fail(r.id, '4.4.7', `smtp; 550 4.4.7 ${text}`, text, dsn);
           fail(r.message_id, r.address, '4.4.7');
         } else {
           // Come back at the hold time, or at expiry if that is sooner.
-          store.hold(
+          store.holds.hold(
             r.id,
             hop.queue,
             hop.hold,

@@ -133,6 +133,29 @@ export const trackingEvent = {
       messageInfo: [...new Set(original.actions)].join(','),
     };
   },
+  /** A filter refused (or archived) at connect, MAIL, RCPT or the header. */
+  filtered(f: {
+    stage: string;
+    ip: string;
+    sender?: string;
+    recipient?: string;
+    status?: string;
+    detail: string;
+    connectorId: string;
+  }): TrackingEvent {
+    return {
+      event: 'FAIL',
+      source: 'FILTER',
+      internalMessageId: '',
+      sender: f.sender,
+      recipients: f.recipient ? [f.recipient] : [],
+      recipientStatus: f.status ? [f.status] : [],
+      clientIp: f.ip,
+      connectorId: f.connectorId,
+      messageInfo: `${f.stage}: ${f.detail}`,
+      directionality: 'Incoming',
+    };
+  },
   /** Set aside in the badmail directory. */
   badmail(
     m: TrackedMessage & { recipients: string[]; statuses?: string[]; clientIp?: string },

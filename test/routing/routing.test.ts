@@ -4,13 +4,12 @@ import assert from 'node:assert/strict';
 import {
   addressSpaceMatch,
   connectorDown,
-  dampedState,
-  leafKeepsUp,
   routeToDomain,
   routeToServer,
   type ConnectorView,
   type Topology,
 } from '../../src/routing/routing.js';
+import { dampedState, leafKeepsUp } from '../../src/linkstate/state-rules.js';
 
 function connector(c: Partial<ConnectorView> & { name: string; group: string }): ConnectorView {
   return {

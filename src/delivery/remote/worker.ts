@@ -235,7 +235,9 @@ export class RemoteDeliveryWorker implements Stage {
   }
 
   private heldRows(queues: string[], domains: string[]): RecipientRow[] {
-    return this.core.store.heldRows(queues).filter((r) => domains.some((d) => addressInDomain(r.address, d)));
+    return this.core.store.holds
+      .heldRows(queues)
+      .filter((r) => domains.some((d) => addressInDomain(r.address, d)));
   }
 
   async stop(): Promise<void> {

@@ -60,7 +60,7 @@ export class QueueOperations {
     if (ndr) {
       this.store.transaction(() => {
         for (const r of open)
-          this.store.fail(
+          this.store.holds.fail(
             r.id,
             '5.0.0',
             'smtp; 550 5.0.0 The message was deleted by an administrator.',

@@ -16,11 +16,12 @@
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Spool, SpooledMessage } from '../spool.js';
-import { QUEUE, type HoldReason } from '../names.js';
 import type { Verdict } from '../outcomes.js';
 import { openSchema } from './schema.js';
+import type { SqlSource } from './database.js';
 import type { MessageRow, RecipientRow, RemoteQueueRow } from './rows.js';
 import { RemoteQueues } from './remote-queues.js';
+import { Holds } from './holds.js';
 
 /** Where a stage puts a recipient: its queue, next hop and state (categorizer, routing). */
 export interface Placement {
@@ -39,9 +40,10 @@ export interface Placement {
 
 export const OPEN = `state IN ('ready', 'retry')`;
 
-export class QueueStore {
+export class QueueStore implements SqlSource {
   readonly db: Database.Database;
   readonly remoteQueues: RemoteQueues;
+  readonly holds: Holds;
   private readonly statements = new Map<string, Database.Statement>();
   private writes: (() => void)[] = [];
   private writesScheduled = false;
@@ -62,6 +64,7 @@ export class QueueStore {
     this.db.pragma('synchronous = NORMAL');
     this.migratedFrom = openSchema(this.db).migratedFrom;
     this.remoteQueues = new RemoteQueues(this);
+    this.holds = new Holds(this);
   }
 
   get open(): boolean {
@@ -360,92 +363,6 @@ export class QueueStore {
     });
   }
 
-  // ------------------------------------------------------------------ routing
-
-  /** Recipients waiting to be routed, and held ones whose hold time has come. */
-  dueForRouting(limit: number): (RecipientRow & RoutingFacts)[] {
-    const now = Date.now();
-    const facts = `r.*, m.sender AS sender, m.received_at AS received_at, m.size AS size, m.is_dsn AS is_dsn,
-         json_extract(m.envelope, '$.priority') AS priority,
-         json_extract(m.envelope, '$.messageId') AS header_message_id`;
-    const waiting = this.sql(
-      `SELECT ${facts} FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.queue = ? AND r.state IN ('ready', 'retry') AND r.next_attempt <= ? AND m.frozen = 0 LIMIT ?`,
-    ).all(QUEUE.routing, now, limit) as (RecipientRow & RoutingFacts)[];
-    const held = this.sql(
-      `SELECT ${facts} FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.hold_reason IS NOT NULL AND r.next_attempt <= ? AND r.state = 'retry' AND m.frozen = 0 LIMIT ?`,
-    ).all(now, limit) as (RecipientRow & RoutingFacts)[];
-    return [...waiting, ...held];
-  }
-
-  nextHoldDue(): number | undefined {
-    const due = this.sql(
-      `SELECT MIN(next_attempt) FROM recipients WHERE hold_reason IS NOT NULL AND state = 'retry'`,
-    )
-      .pluck()
-      .get() as number | null;
-    return due ?? undefined;
-  }
-
-  /** Waits in a holding queue for `reason` until `until`. */
-  hold(rowId: number, queue: string, reason: HoldReason, until: number, text: string): void {
-    this.sql(
-      `UPDATE recipients SET queue = ?, next_hop = NULL, hold_reason = ?, remote = 0, state = 'retry',
-       next_attempt = ?, last_error = ?, deadline = NULL WHERE id = ?`,
-    ).run(queue, reason, until, text, rowId);
-  }
-
-  /** A final failure decided without an attempt (routing, an administrator). */
-  fail(rowId: number, status: string, diagnostic: string, lastError: string, dsn: string | null): void {
-    this.sql(
-      `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, last_error = ?,
-       dsn_pending = ?, hold_reason = NULL, deadline = NULL WHERE id = ?`,
-    ).run(status, diagnostic, lastError, dsn, rowId);
-  }
-
-  /** Held rows in `queues` (for ATRN/TURN and ETRN), open, of unfrozen messages. */
-  heldRows(queues: string[]): RecipientRow[] {
-    const rows: RecipientRow[] = [];
-    for (const queue of queues)
-      rows.push(
-        ...(this.sql(
-          `SELECT r.* FROM recipients r JOIN messages m ON m.id = r.message_id
-           WHERE r.queue = ? AND r.state = 'retry' AND r.hold_reason IS NOT NULL AND m.frozen = 0`,
-        ).all(queue) as RecipientRow[]),
-      );
-    return rows;
-  }
-
-  /** Held rows are due now (ETRN released them, or a route may be back). */
-  releaseHolds(rowIds: number[]): void {
-    const release = this.sql('UPDATE recipients SET next_attempt = 0 WHERE id = ?');
-    this.transaction(() => {
-      for (const id of rowIds) release.run(id);
-    });
-  }
-
-  /** Held rows for one of `reasons` are due now. */
-  releaseHoldsFor(reasons: readonly HoldReason[]): void {
-    const release = this.sql(
-      `UPDATE recipients SET next_attempt = 0 WHERE hold_reason = ? AND state = 'retry'`,
-    );
-    this.transaction(() => {
-      for (const reason of reasons) release.run(reason);
-    });
-  }
-
-  /** Open rows in `queues` (not yet routed) for addresses in `domain`. */
-  countOpenFor(queues: string[], matches: (address: string) => boolean): number {
-    let n = 0;
-    for (const queue of queues)
-      for (const address of this.sql(`SELECT address FROM recipients WHERE queue = ? AND ${OPEN}`)
-        .pluck()
-        .iterate(queue) as IterableIterator<string>)
-        if (matches(address)) n++;
-    return n;
-  }
-
   /** Every retrying row of `queue` (or of every queue) is due now: the count. */
   retryNow(queue?: string): number {
     const info = queue
@@ -493,14 +410,4 @@ export class QueueStore {
   remoteQueue(name: string): RemoteQueueRow | undefined {
     return this.remoteQueues.get(name);
   }
-}
-
-/** Message facts the routing stage reads with each row. */
-export interface RoutingFacts {
-  sender: string;
-  received_at: number;
-  size: number;
-  is_dsn: number;
-  priority: 'high' | 'low' | null;
-  header_message_id: string | null;
 }

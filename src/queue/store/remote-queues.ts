@@ -7,14 +7,14 @@
 //   interval however many messages wait (Postfix's dead-destination cache). When an
 //   attempt gets through, the queue is released and served at once. A 4xx for one message
 //   or recipient keeps that recipient's own schedule (recipients.next_attempt).
-import type { QueueStore } from './queue-store.js';
+import type { SqlSource } from './database.js';
 import type { RecipientRow, RemoteQueueRow } from './rows.js';
 
 export class RemoteQueues {
   /** Names with a row: placing a recipient adds its queue once, not per message. */
   private known: Set<string> | undefined;
 
-  constructor(private readonly store: QueueStore) {}
+  constructor(private readonly store: SqlSource) {}
 
   private names(): Set<string> {
     this.known ??= new Set(this.store.sql('SELECT name FROM remote_queues').pluck().all() as string[]);

@@ -1,0 +1,80 @@
+// NAME      admin wiring: the admin API and metrics of one server process
+// DESCRIPTION
+//   Builds the admin API (admin/api.ts) over the queue viewer and operations, message
+//   tracking, the diagnostic log and link state, with the Prometheus metrics fed by
+//   tracking events. If its port cannot be had, the transport runs without it and the
+//   operator is told why.
+import type { FastifyInstance } from 'fastify';
+import type { ServerConfig } from '../config/schema.js';
+import { buildAdminApi } from '../admin/api.js';
+import { TransportMetrics } from '../admin/metrics.js';
+import type { EventLog } from '../logs/event-log.js';
+import type { MessageTracking } from '../tracking/tracking.js';
+import type { LinkStateService } from '../linkstate/service.js';
+import type { QueueAdmin } from '../queue/admin/index.js';
+import type { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
+
+export interface AdminWiring {
+  server: ServerConfig;
+  dataDir: string;
+  queues: QueueAdmin;
+  tracking: MessageTracking;
+  eventLog: EventLog;
+  linkState: () => LinkStateService | undefined;
+  virtualServers: () => VirtualServerRuntime[];
+  startedAt: number;
+}
+
+export interface AdminApi {
+  metrics: TransportMetrics;
+  admin?: FastifyInstance;
+  /** Where the admin API listens ("http://host:port"), or why it does not. */
+  url?: string;
+  error?: string;
+}
+
+export async function startAdminApi(w: AdminWiring): Promise<AdminApi> {
+  const cfg = w.server.adminApi;
+  const metrics = new TransportMetrics({
+    queues: () => w.queues.listQueues(),
+    inboundConnections: () =>
+      w.virtualServers().map((v) => ({ virtualServer: v.config.name, count: v.connectionCount })),
+  });
+  w.tracking.listeners.push((e) => metrics.observe(e));
+  const admin = buildAdminApi({
+    serverName: w.server.name,
+    fqdn: w.server.fqdn,
+    engine: w.queues,
+    tracking: w.tracking,
+    eventLog: w.eventLog,
+    metrics,
+    token: cfg.token,
+    readOnlyToken: cfg.readOnlyToken,
+    linkState: () => {
+      const ls = w.linkState();
+      return ls
+        ? { master: ls.masterName, isMaster: ls.isMaster, port: ls.port, digest: ls.digest, table: ls.table }
+        : undefined;
+    },
+    info: () => ({
+      uptimeSeconds: Math.round((Date.now() - w.startedAt) / 1000),
+      dataDir: w.dataDir,
+      virtualServers: w.virtualServers().map((v) => ({
+        name: v.config.name,
+        address: v.address(),
+        connections: v.connectionCount,
+        accepted: v.accepted_total,
+      })),
+    }),
+  });
+  try {
+    const url = await admin.listen({ host: cfg.host, port: cfg.port });
+    return { metrics, admin, url: url.replace('[::1]', '127.0.0.1') };
+  } catch (err) {
+    // The transport keeps running without its admin API; the operator is told why.
+    const error = `admin API cannot listen on ${cfg.host}:${cfg.port}: ${(err as Error).message}`;
+    w.eventLog.service.error(error);
+    await admin.close().catch(() => undefined);
+    return { metrics, error };
+  }
+}
