@@ -11,6 +11,7 @@ import { newMessageId, type Envelope, type RecipientEnvelope, type SpoolWriter }
 import type { VirtualServerRuntime } from './virtual-server.js';
 import type { AuthenticatedIdentity } from '../../directory/directory.js';
 import type { HygieneSessionState } from '../../hygiene/session-hygiene.js';
+import { rfc5322Date } from '../../message/date.js';
 
 type Mode = 'command' | 'data' | 'bdat' | 'xexch50' | 'auth' | 'closed';
 
@@ -75,15 +76,6 @@ class HeaderScan {
 const EMPTY = Buffer.alloc(0);
 const AUTH_PROMPT_USER = 'VXNlcm5hbWU6';
 const AUTH_PROMPT_PASS = 'UGFzc3dvcmQ6';
-
-function rfc5322Date(d: Date): string {
-  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
-  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
-  const p = (n: number) => String(n).padStart(2, '0');
-  return `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(
-    d.getUTCHours(),
-  )}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
-}
 
 let sessionCounter = 0;
 
