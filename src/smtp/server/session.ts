@@ -8,7 +8,7 @@
 //   when TLS is required, offered only when configured, and the checks that must pass
 //   first, in the order the client sees their refusals. Parameter syntax lives in
 //   envelope-params.ts, relaying in relay-policy.ts, DATA/BDAT bytes in data-intake.ts,
-//   the commit and the 250 in acceptance.ts, AUTH in auth.ts.
+//   the commit and the 250 in acceptance.ts, AUTH in auth.ts, EHLO in session-verbs.ts.
 // STANDARDS RFC 5321, 2920 (PIPELINING), 3030, 3207 (input pipelined after STARTTLS is
 //           discarded), 4954, 6531; replies as the guide's examples [003:6866-6939]
 // SECURITY  faces the Internet; AUTH only inside TLS unless configured otherwise; the
@@ -32,9 +32,10 @@ import {
   outsideTransaction,
   readyForData,
 } from './preconditions.js';
-import { mail, noSenderYet, rcpt, resetTransaction } from './transaction.js';
+import { mail, noSenderYet, rcpt } from './transaction.js';
+import { expn, greet, help, noop, quit, reset, vrfy } from './session-verbs.js';
 import { bdat, data } from './data-intake.js';
-import { auth, authOffered, notYetAuthenticated } from './auth.js';
+import { auth, notYetAuthenticated } from './auth.js';
 import { forgetForTls, secureSocket, starttls, tlsAvailable, tlsNotYetActive } from './starttls.js';
 import { authenticated, etrn, turn } from './remote-triggered.js';
 import {
@@ -66,11 +67,11 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map(
     // BDAT checks after its chunk is read, so the session stays in step (data-intake.ts).
     BDAT: { run: bdat },
     RSET: { beforeTls: true, run: reset },
-    NOOP: { beforeTls: true, run: (session) => session.send(reply(250, '2.0.0', 'OK')) },
+    NOOP: { beforeTls: true, run: noop },
     QUIT: { beforeTls: true, run: quit },
     HELP: { beforeTls: true, run: help },
     VRFY: { requires: [anArgument('Syntax: VRFY address')], run: vrfy },
-    EXPN: { run: (session) => session.send(reply(502, '5.3.3', 'EXPN is not available')) },
+    EXPN: { run: expn },
     STARTTLS: {
       beforeTls: true,
       requires: [noArgument('Syntax: STARTTLS'), tlsAvailable, tlsNotYetActive, outsideTransaction],
@@ -88,61 +89,6 @@ const COMMANDS: ReadonlyMap<string, Command> = new Map(
     XEXCH50: { offered: exchangeVerbsOffered, requires: [hello, organisationServerOrAnyone], run: xexch50 },
   } satisfies Record<string, Command>),
 );
-
-function greet(session: SessionContext, arg: string, verb: string): void {
-  if (!arg || /\s/.test(arg)) throw new TransportError(501, '5.5.4', `Syntax: ${verb} hostname`);
-  const { facts, server } = session;
-  const config = server.config;
-  void resetTransaction(facts);
-  facts.helo = arg;
-  facts.esmtp = verb === 'EHLO';
-  const greeting = `${server.fqdn} Hello [${session.remoteAddress}]`;
-  if (verb === 'HELO') return session.send(reply(250, undefined, greeting));
-  const lines = [greeting, 'TURN', 'ATRN'];
-  const max = config.messages.maxMessageSizeKb;
-  lines.push(max === null ? 'SIZE' : `SIZE ${max * 1024}`);
-  lines.push('ETRN', 'PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES', '8BITMIME', 'BINARYMIME', 'CHUNKING');
-  if (config.vrfy) lines.push('VRFY');
-  if (server.tlsContext && !facts.tls) lines.push('STARTTLS');
-  if (authOffered(config, facts)) lines.push('AUTH LOGIN PLAIN');
-  lines.push('SMTPUTF8');
-  if (linkStateOffered(server)) lines.push('X-LINK2STATE', 'XEXCH50');
-  lines.push('OK');
-  session.send(reply(250, undefined, lines));
-}
-
-async function reset(session: SessionContext): Promise<void> {
-  await resetTransaction(session.facts);
-  session.send(reply(250, '2.0.0', 'Resetting'));
-}
-
-function quit(session: SessionContext): void {
-  session.send(reply(221, '2.0.0', `${session.server.fqdn} Service closing transmission channel`));
-  session.close();
-}
-
-function help(session: SessionContext): void {
-  session.send(
-    reply(214, '2.0.0', [
-      'Commands:',
-      'HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP',
-      'VRFY ETRN TURN ATRN STARTTLS AUTH',
-      'End of HELP info',
-    ]),
-  );
-}
-
-async function vrfy(session: SessionContext, arg: string): Promise<void> {
-  if (!session.server.config.vrfy) {
-    return session.send(
-      reply(252, '2.1.5', 'Cannot VRFY user, but will accept message and attempt delivery'),
-    );
-  }
-  const address = arg.replace(/^<|>$/g, '');
-  const entry = await session.server.directory.findByAddress(address);
-  if (!entry) throw new TransportError(550, '5.1.1', `${address}... User unknown`);
-  session.send(reply(250, '2.1.5', `${entry.name} <${entry.primaryAddress}>`));
-}
 
 type Mode = 'command' | 'auth' | 'bytes' | 'closed';
 
