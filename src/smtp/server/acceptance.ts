@@ -1,6 +1,6 @@
 // NAME      acceptance: a message's envelope and Received line, its header facts, and the
 //           commit to the spool that the 250 promises
-// SYNOPSIS  openMessage(session, transaction) · applyHeaderFacts(envelope, fields)
+// SYNOPSIS  openMessage(session, transaction) · applyHeaderFacts(envelope, headerText)
 //           finishMessage(session, transaction)
 // DESCRIPTION
 //   openMessage() starts the spool file with the envelope and our Received line, the
@@ -16,7 +16,8 @@
 import { reply } from '../status.js';
 import { newMessageId, type Envelope } from '../../queue/spool.js';
 import { rfc5322Date } from '../../message/date.js';
-import type { HeaderField } from './header-scan.js';
+import { countReceivedHeaders } from '../../message/headers.js';
+import { headerFields } from './header-scan.js';
 import { isOrganisationServer } from './org-verbs.js';
 import type { SessionContext, SessionFacts, Transaction } from './state.js';
 
@@ -72,14 +73,15 @@ export function openMessage(session: SessionContext, transaction: Transaction): 
 }
 
 /** Hop count: the message's Received fields and ours, the first line of the stored message. */
-function hopCount(fields: HeaderField[]): number {
-  return fields.filter((field) => field.name.toLowerCase() === 'received').length + 1;
+function hopCount(headerText: string): number {
+  return countReceivedHeaders(headerText) + 1;
 }
 
 /** Message-ID, Subject, From and the hop count of the header section, kept in the envelope. */
-export function applyHeaderFacts(envelope: Envelope, fields: HeaderField[]): void {
+export function applyHeaderFacts(envelope: Envelope, headerText: string): void {
+  const fields = headerFields(headerText);
   const field = (name: string) => fields.find((candidate) => candidate.name.toLowerCase() === name)?.value;
-  envelope.receivedHeaders = hopCount(fields);
+  envelope.receivedHeaders = hopCount(headerText);
   const messageId = field('message-id');
   if (messageId) envelope.messageId = messageId;
   const subject = field('subject');
@@ -107,13 +109,13 @@ export async function finishMessage(session: SessionContext, transaction: Transa
     return;
   }
   const writer = transaction.writer!;
-  const fields = transaction.header.fields();
-  if (hopCount(fields) > server.config.delivery.maxHopCount) {
+  const headerText = transaction.header.text();
+  if (hopCount(headerText) > server.config.delivery.maxHopCount) {
     await writer.abort();
     session.send(reply(554, '5.4.6', 'Hop count exceeded - possible mail loop'));
     return;
   }
-  applyHeaderFacts(writer.envelope, fields);
+  applyHeaderFacts(writer.envelope, headerText);
   const headerVerdict = server.hygiene?.atData(
     session.remoteAddress,
     writer.envelope.headerFrom,

@@ -98,7 +98,7 @@ export async function messageBytes(
   // A large message is written to its file before it ends: the header facts must be in
   // the envelope by then, or the spooled envelope never carries them.
   if (transaction.header.done && !headerWasDone) {
-    applyHeaderFacts(transaction.writer!.envelope, transaction.header.fields());
+    applyHeaderFacts(transaction.writer!.envelope, transaction.header.text());
   }
   await transaction.writer!.write(chunk);
 }

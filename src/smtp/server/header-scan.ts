@@ -1,5 +1,5 @@
 // NAME      header-scan: the header section of a message as it streams in. No I/O here.
-// SYNOPSIS  scan.feed(chunk) ... scan.done · scan.text() · scan.fields()
+// SYNOPSIS  scan.feed(chunk) ... scan.done · scan.text() · headerFields(text)
 // DESCRIPTION
 //   Keeps the message's first bytes until the blank line that ends the header section
 //   (CRLF or LF), or 256 KiB without one, so the hop count and the header facts can be
@@ -35,18 +35,18 @@ export class HeaderScan {
     const end = all.search(/\r?\n\r?\n/);
     return end === -1 ? all : all.slice(0, end);
   }
+}
 
-  /** Unfolded header fields, in order. */
-  fields(): HeaderField[] {
-    const unfolded = this.text().replace(/\r?\n[ \t]/g, ' ');
-    return unfolded
-      .split(/\r?\n/)
-      .map((line) => {
-        const colon = line.indexOf(':');
-        return colon > 0
-          ? { name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() }
-          : undefined;
-      })
-      .filter((field): field is HeaderField => field !== undefined);
-  }
+/** Unfolded header fields of a header section, in order. */
+export function headerFields(headerText: string): HeaderField[] {
+  const unfolded = headerText.replace(/\r?\n[ \t]/g, ' ');
+  return unfolded
+    .split(/\r?\n/)
+    .map((line) => {
+      const colon = line.indexOf(':');
+      return colon > 0
+        ? { name: line.slice(0, colon).trim(), value: line.slice(colon + 1).trim() }
+        : undefined;
+    })
+    .filter((field): field is HeaderField => field !== undefined);
 }
