@@ -1,14 +1,16 @@
-// NAME      header facts: what the stages read from a message's header block
-// DESCRIPTION  No I/O here. The hop count is the number of Received fields in the header
-//   block (the text before the first empty line), as RFC 5321 §6.3 counts loops.
+// NAME      headers: facts read from a message's header section. No I/O here.
+// SYNOPSIS  countReceivedHeaders(headerText) -> number of Received fields (hop count)
+// DESCRIPTION
+//   The header section is the text before the first blank line (CRLF or LF line ends);
+//   text without a blank line is all header. A Received field is a line that starts with
+//   "Received:", in any case; folded continuation lines never do.
+// STANDARDS RFC 5321 §6.3 (loop detection by counting Received), RFC 5322 §2.1
 
-/** The header block of a message's start (up to the first empty line). */
-export function headerBlock(text: string): string {
-  const end = text.search(/\r?\n\r?\n/);
-  return end === -1 ? text : text.slice(0, end);
-}
+const HEADER_END = /\r?\n\r?\n/;
+const RECEIVED_LINE = /^Received:/gim;
 
-/** Received header fields in the header block of `text` (the message's start). */
-export function countReceivedHeaders(text: string): number {
-  return (headerBlock(text).match(/^Received:/gim) ?? []).length;
+export function countReceivedHeaders(headerText: string): number {
+  const end = headerText.search(HEADER_END);
+  const header = end === -1 ? headerText : headerText.slice(0, end);
+  return (header.match(RECEIVED_LINE) ?? []).length;
 }
