@@ -25,6 +25,8 @@ import type { FailureRecorder } from '../dsn/failures.js';
 import { memberNotify } from '../dsn/notify.js';
 import type { Categorizer, Leaf, Route } from './categorizer.js';
 import { expandedPlacement, placeRecipient } from './placement.js';
+import type { QueueSink } from '../sinks/sink.js';
+import { notifyQueueSinks, routeAfterSinks } from '../sinks/runner.js';
 
 /** The next hop routing would choose now, if it is open (a remote queue and its destination). */
 export type OpenNextHop = (
@@ -41,6 +43,8 @@ export interface CategorizerWorkerOptions {
   track: (e: TrackingEvent) => void;
   recordFailures: FailureRecorder;
   log?: Logger;
+  /** Event sinks told after categorization, and asked before routing. */
+  sinks?: readonly QueueSink[];
 }
 
 const BATCH = 50;
@@ -81,6 +85,14 @@ export class CategorizerWorker implements Stage {
           envelopeRecipientCount: envelope.recipients.length,
         },
       );
+      const sinks = this.options.sinks ?? [];
+      if (sinks.length)
+        notifyQueueSinks(sinks, this.options.log, (sink) =>
+          sink.categorized?.(
+            m.id,
+            result.leaves.map((leaf) => ({ address: leaf.address, route: leaf.route })),
+          ),
+        );
       store.defer(() => this.apply(m, envelope, rows, result.leaves, woke));
       const tracked = { id: m.id, messageId: envelope.messageId, sender: m.sender };
       for (const e of result.events) this.options.track(trackingEvent.categorized(tracked, e));
@@ -109,7 +121,11 @@ export class CategorizerWorker implements Stage {
       system: m.is_dsn === 1 || m.sender === '',
     };
     /** `address` is the one a failure is recorded under. */
-    const place = (row: RecipientRow, address: string, notify: string | null, route: Route): Placement => {
+    const place = (row: RecipientRow, address: string, notify: string | null, resolved: Route): Placement => {
+      const route =
+        resolved.kind === 'failed'
+          ? resolved
+          : routeAfterSinks(this.options.sinks ?? [], address, resolved, m.sender);
       const nextHop =
         route.kind !== 'local' && route.kind !== 'failed' && !store.queueFrozen(QUEUE.routing)
           ? this.options.openNextHop(route, m.sender, facts)

@@ -18,7 +18,7 @@ import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
 import { addAdminCommands } from './admin-commands.js';
 import { CliError } from './admin-client.js';
-import { addRouteCommands } from '../routing/route-commands.js';
+import { addRouteCommands } from './route-commands.js';
 import { outboundSettings } from '../config/outbound.js';
 
 async function readStdin(): Promise<string> {

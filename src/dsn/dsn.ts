@@ -3,6 +3,7 @@
 // The human part follows the style the seeds quote [000]:
 //   "Your message did not reach some or all of the intended recipients." ... "<host #5.1.1>"
 import { randomBytes } from 'node:crypto';
+import { rfc5322Date } from '../message/date.js';
 
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed' | 'expanded';
 
@@ -32,10 +33,6 @@ export interface DsnInput {
   ret: 'FULL' | 'HDRS';
   recipients: RecipientReport[];
   now: Date;
-}
-
-function rfc5322Date(d: Date): string {
-  return d.toUTCString().replace(/GMT$/, '+0000');
 }
 
 function headerValue(headers: string, name: string): string | undefined {

@@ -14,7 +14,8 @@
 // exchanges the tables in chunks when they differ; whatever a member learns that way it
 // forwards to its master, which pushes it to the group.
 import net from 'node:net';
-import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { proof, readLines, sendLine } from './wire.js';
 import type { Logger } from 'pino';
 import type { OrganisationConfig, RoutingGroupConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
@@ -47,10 +48,6 @@ export interface LinkStateOptions {
   dampingWindowMs: number;
   heloName: string;
   onChange: (table: LinkStateTable) => void;
-}
-
-function proof(secret: string, nonce: string, server: string): string {
-  return createHmac('sha256', secret).update(`${nonce}|${server}`).digest('hex');
 }
 
 function configDigest(org: OrganisationConfig): string {
@@ -123,7 +120,7 @@ export class LinkStateService {
       void this.probe();
     } else {
       this.attach();
-      this.every(this.o.pollIntervalMs, () => this.send(this.memberSocket, { t: 'poll' }));
+      this.every(this.o.pollIntervalMs, () => sendLine(this.memberSocket, { t: 'poll' }));
     }
   }
 
@@ -139,30 +136,6 @@ export class LinkStateService {
     this.memberSocket?.destroy();
     for (const s of this.members.values()) s.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
-  }
-
-  private send(socket: net.Socket | undefined, msg: unknown): void {
-    if (socket && !socket.destroyed) socket.write(`${JSON.stringify(msg)}\n`);
-  }
-
-  private lines(socket: net.Socket, onLine: (msg: Record<string, unknown>) => void): void {
-    let buf = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (d: string) => {
-      buf += d;
-      if (buf.length > 16 * 1024 * 1024) socket.destroy();
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          onLine(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          socket.destroy();
-          return;
-        }
-      }
-    });
   }
 
   /**
@@ -203,9 +176,9 @@ export class LinkStateService {
     socket.on('error', () => undefined);
     const nonce = randomBytes(16).toString('hex');
     let member: string | undefined;
-    this.send(socket, { t: 'challenge', nonce });
+    sendLine(socket, { t: 'challenge', nonce });
     const timeout = setTimeout(() => socket.destroy(), 10_000);
-    this.lines(socket, (msg) => {
+    readLines(socket, (msg) => {
       if (!member) {
         const name = String(msg.server ?? '');
         const known = this.o.group.servers.find((s) => s.name === name && s.name !== this.o.self.name);
@@ -233,10 +206,10 @@ export class LinkStateService {
         this.members.get(name)?.destroy();
         this.members.set(name, socket);
         this.setServerState(name, 'up');
-        this.send(socket, { t: 'table', table: this.table });
+        sendLine(socket, { t: 'table', table: this.table });
         return;
       }
-      if (msg.t === 'poll') this.send(socket, { t: 'table', table: this.table });
+      if (msg.t === 'poll') sendLine(socket, { t: 'table', table: this.table });
       if (msg.t === 'foreign' && msg.table) this.learn(msg.table as LinkStateTable);
     });
     socket.on('close', () => {
@@ -258,7 +231,7 @@ export class LinkStateService {
 
   private publish(g: GroupState): void {
     this.setTable({ groups: { ...this.table.groups, [g.name]: g } });
-    for (const s of this.members.values()) this.send(s, { t: 'table', table: this.table });
+    for (const s of this.members.values()) sendLine(s, { t: 'table', table: this.table });
     void this.probe();
   }
 
@@ -286,10 +259,10 @@ export class LinkStateService {
     if (!changed.length) return;
     this.setTable(table);
     if (this.isMaster) {
-      for (const s of this.members.values()) this.send(s, { t: 'table', table: this.table });
+      for (const s of this.members.values()) sendLine(s, { t: 'table', table: this.table });
       void this.probe();
     } else {
-      this.send(this.memberSocket, { t: 'foreign', table: incoming });
+      sendLine(this.memberSocket, { t: 'foreign', table: incoming });
     }
   }
 
@@ -417,9 +390,9 @@ export class LinkStateService {
     const socket = net.connect({ host: master.address, port: master.linkStatePort });
     this.memberSocket = socket;
     socket.on('error', () => undefined);
-    this.lines(socket, (msg) => {
+    readLines(socket, (msg) => {
       if (msg.t === 'challenge') {
-        this.send(socket, {
+        sendLine(socket, {
           t: 'hello',
           server: this.o.self.name,
           proof: proof(this.secret, String(msg.nonce), this.o.self.name),

@@ -17,6 +17,8 @@ import { notifyList } from '../queue/store/rows.js';
 import type { FailureRecorder } from '../dsn/failures.js';
 import type { Route } from '../categorizer/categorizer.js';
 import type { NextHop } from './next-hop.js';
+import type { QueueSink } from '../sinks/sink.js';
+import { routeAfterSinks } from '../sinks/runner.js';
 
 export type RouteFn = (
   route: Route,
@@ -30,6 +32,8 @@ export interface RoutingWorkerOptions {
   remoteRetry: RetryPolicy;
   recordFailures: FailureRecorder;
   log: Logger;
+  /** Event sinks asked before routing; one may redirect a recipient. */
+  sinks?: readonly QueueSink[];
 }
 
 const BATCH = 200;
@@ -63,7 +67,12 @@ export class RoutingWorker implements Stage {
     const now = Date.now();
     store.transaction(() => {
       for (const r of rows) {
-        const route = JSON.parse(r.route ?? '{}') as Route;
+        const route = routeAfterSinks(
+          this.options.sinks ?? [],
+          r.address,
+          JSON.parse(r.route ?? '{}') as Route,
+          r.sender,
+        );
         const hop = this.options.route(route, r.sender, {
           size: r.size,
           priority: r.priority ?? 'normal',

@@ -30,6 +30,8 @@ import { dsnFor } from '../dsn/notify.js';
 import { failureRecorder } from '../dsn/failures.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { trackingEvent } from '../tracking/events.js';
+import type { QueueSink } from '../sinks/sink.js';
+import { notifyQueueSinks } from '../sinks/runner.js';
 
 export interface QueuePipelineOptions {
   serverName: string;
@@ -55,6 +57,8 @@ export interface QueuePipelineOptions {
   /** For ETRN/ATRN: the organisation now, and the router's release of held connectors. */
   organisation: () => OrganisationConfig;
   releaseConnectors: (domain: string) => string[];
+  /** Queue event sinks: on submission, after categorization, before routing. */
+  sinks?: readonly QueueSink[];
 }
 
 export interface QueuePipeline extends QueueAdmin {
@@ -74,7 +78,8 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     dataDir: o.dataDir,
     spool: o.spool,
     log: o.log,
-    onSubmitted: (m) =>
+    onSubmitted: (m) => {
+      if (o.sinks?.length) notifyQueueSinks(o.sinks, o.log, (sink) => sink.submitted?.(m));
       track(
         trackingEvent.submitted({
           id: m.envelope.id,
@@ -84,10 +89,11 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
           size: m.size,
           recipients: m.envelope.recipients.map((r) => r.address),
         }),
-      ),
+      );
+    },
   });
   const recordFailures = failureRecorder(track);
-  const common = { notifyPolicy: dsnFor, track, recordFailures };
+  const common = { notifyPolicy: dsnFor, track, recordFailures, ...(o.sinks ? { sinks: o.sinks } : {}) };
   const routing = new RoutingWorker(core, {
     ...common,
     route: o.route,

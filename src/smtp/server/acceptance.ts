@@ -13,9 +13,10 @@
 //           451 4.3.0 spool write failed
 // STANDARDS RFC 5321 §4.4 (Received), §6.3 (loops), 3848 ("with" keywords)
 // SEE ALSO  queue/spool.ts
-import { reply } from '../status.js';
+import { reply, type TransportError } from '../status.js';
 import { newMessageId, type Envelope } from '../../queue/spool.js';
 import { rfc5322Date } from '../../message/date.js';
+import { askSinks } from './sinks.js';
 import { countReceivedHeaders } from '../../message/headers.js';
 import { headerFields } from './header-scan.js';
 import { isOrganisationServer } from './org-verbs.js';
@@ -125,6 +126,13 @@ export async function finishMessage(session: SessionContext, transaction: Transa
     await writer.abort();
     session.send(reply(headerVerdict.code, headerVerdict.status, headerVerdict.text));
     if (headerVerdict.drop) session.close();
+    return;
+  }
+  try {
+    await askSinks(session, 'endOfData', { envelope: writer.envelope, header: headerText });
+  } catch (err) {
+    await writer.abort();
+    session.send((err as TransportError).reply);
     return;
   }
   const archive =

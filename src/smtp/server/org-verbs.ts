@@ -15,7 +15,7 @@
 // SEE ALSO  linkstate/README.md
 import { reply, TransportError, type Reply } from '../status.js';
 import type { AuthenticatedIdentity } from '../../directory/directory.js';
-import type { VirtualServerRuntime } from './virtual-server.js';
+import type { SessionHost } from './session-host.js';
 import type { ByteReader, Input, Precondition, SessionContext } from './state.js';
 
 const MAX_PROPERTIES = 1024 * 1024;
@@ -23,15 +23,15 @@ const MAX_PROPERTIES = 1024 * 1024;
 /** Is this identity a server of the organisation (organisation secret)? */
 export function isOrganisationServer(
   identity: AuthenticatedIdentity | undefined,
-  server: Pick<VirtualServerRuntime, 'isServer'>,
+  server: Pick<SessionHost, 'isServer'>,
 ): boolean {
   return identity !== undefined && identity.primaryAddress === '' && server.isServer(identity.name);
 }
 
-export const linkStateOffered = (server: VirtualServerRuntime): boolean =>
+export const linkStateOffered = (server: SessionHost): boolean =>
   server.linkState !== undefined && server.config.exchangeVerbs;
 
-export const exchangeVerbsOffered = (server: VirtualServerRuntime): boolean => server.config.exchangeVerbs;
+export const exchangeVerbsOffered = (server: SessionHost): boolean => server.config.exchangeVerbs;
 
 const needAuthentication = () => new TransportError(504, '5.7.4', 'Need to authenticate first');
 

@@ -10,9 +10,11 @@ import { authOffered } from './auth.js';
 import { linkStateOffered } from './org-verbs.js';
 import { resetTransaction } from './transaction.js';
 import type { SessionContext } from './state.js';
+import { askSinks } from './sinks.js';
 
-export function greet(session: SessionContext, arg: string, verb: string): void {
+export async function greet(session: SessionContext, arg: string, verb: string): Promise<void> {
   if (!arg || /\s/.test(arg)) throw new TransportError(501, '5.5.4', `Syntax: ${verb} hostname`);
+  await askSinks(session, 'helo', arg);
   const { facts, server } = session;
   const config = server.config;
   void resetTransaction(facts);

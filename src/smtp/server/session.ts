@@ -21,7 +21,8 @@ import type tls from 'node:tls';
 import { formatReply, reply, TransportError, type Reply } from '../status.js';
 import type { HygieneSessionState } from '../../hygiene/session-hygiene.js';
 import { rfc5322Date } from '../../message/date.js';
-import type { VirtualServerRuntime } from './virtual-server.js';
+import type { SessionHost } from './session-host.js';
+import { askSinks } from './sinks.js';
 import type { ByteReader, Input, Precondition, SessionContext, SessionFacts } from './state.js';
 import {
   anArgument,
@@ -51,7 +52,7 @@ interface Command {
   /** Answered before STARTTLS when authentication.requireTls is set. */
   beforeTls?: boolean;
   /** Switched off for this virtual server: answered as an unknown verb. */
-  offered?: (server: VirtualServerRuntime) => boolean;
+  offered?: (server: SessionHost) => boolean;
   /** Checked in this order before `run`; the first refusal is the reply. */
   requires?: readonly Precondition[];
   run(session: SessionContext, arg: string, verb: string): void | Promise<void>;
@@ -132,7 +133,7 @@ export class SmtpSession implements SessionContext {
 
   constructor(
     socket: net.Socket,
-    readonly server: VirtualServerRuntime,
+    readonly server: SessionHost,
   ) {
     this.socket = socket;
     this.id = `${Date.now().toString(36)}${(++sessionCounter).toString(36)}`.toUpperCase();
@@ -144,6 +145,21 @@ export class SmtpSession implements SessionContext {
 
   start(): void {
     this.log('+', '');
+    if (this.server.sinks.length) {
+      // Connect sinks answer before the banner; the client is not read until they have.
+      void askSinks(this, 'connect').then(
+        () => this.open(),
+        (err: TransportError) => {
+          this.send(err.reply);
+          this.socket.end();
+        },
+      );
+      return;
+    }
+    this.open();
+  }
+
+  private open(): void {
     this.attach(this.socket);
     this.socket.setNoDelay(true);
     this.send(

@@ -12,7 +12,7 @@ import type { TransportError, Reply } from '../status.js';
 import type { Envelope, RecipientEnvelope, SpoolWriter } from '../../queue/spool.js';
 import type { AuthenticatedIdentity } from '../../directory/directory.js';
 import type { HygieneSessionState } from '../../hygiene/session-hygiene.js';
-import type { VirtualServerRuntime } from './virtual-server.js';
+import type { SessionHost } from './session-host.js';
 import type { HeaderScan } from './header-scan.js';
 
 /** One mail transaction: from MAIL to the reply after the message, RSET, EHLO or STARTTLS. */
@@ -64,7 +64,7 @@ export interface ByteReader {
 
 export interface SessionContext {
   readonly facts: SessionFacts;
-  readonly server: VirtualServerRuntime;
+  readonly server: SessionHost;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly hygieneState: HygieneSessionState;

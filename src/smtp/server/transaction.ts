@@ -17,13 +17,14 @@ import type { RecipientEnvelope } from '../../queue/spool.js';
 import { recipientParameters, senderParameters } from './envelope-params.js';
 import { mayRelay, needsRelay } from './relay-policy.js';
 import { HeaderScan } from './header-scan.js';
+import { askSinks } from './sinks.js';
 import type { Precondition, SessionContext, SessionFacts } from './state.js';
 
 /** MAIL inside a transaction. */
 export const noSenderYet: Precondition = (session) =>
   session.facts.transaction ? new TransportError(503, '5.5.1', 'Sender already specified') : undefined;
 
-export function mail(session: SessionContext, arg: string): void {
+export async function mail(session: SessionContext, arg: string): Promise<void> {
   const { facts, server } = session;
   const config = server.config;
   if (!config.authentication.anonymous && !facts.identity) {
@@ -51,6 +52,7 @@ export function mail(session: SessionContext, arg: string): void {
   if (verdict?.action === 'reject') {
     throw new TransportError(verdict.code, verdict.status, verdict.text, verdict.drop ?? false);
   }
+  await askSinks(session, 'mailFrom', path.address);
   facts.transaction = {
     sender: path.address,
     ...parameters,
@@ -100,6 +102,12 @@ export async function rcpt(session: SessionContext, arg: string): Promise<void> 
       transaction.rejectedRecipients++;
       throw new TransportError(verdict.code, verdict.status, verdict.text, verdict.drop ?? false);
     }
+  }
+  try {
+    await askSinks(session, 'rcptTo', path.address, transaction.sender);
+  } catch (err) {
+    transaction.rejectedRecipients++;
+    throw err;
   }
   transaction.recipients.push(recipient);
   session.send(reply(250, '2.1.5', path.address));

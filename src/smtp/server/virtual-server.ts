@@ -7,34 +7,16 @@ import type { Logger } from 'pino';
 import type { VirtualServerConfig } from '../../config/schema.js';
 import { IpRangeList } from '../../net/ip-range.js';
 import type { AcceptedDomains } from '../../directory/accepted-domains.js';
-import type { AuthenticatedIdentity, Directory } from '../../directory/directory.js';
+import type { Directory } from '../../directory/directory.js';
 import type { Spool, SpooledMessage } from '../../queue/spool.js';
 import type { ProtocolLog } from '../../logs/protocol-log.js';
 import { formatReply, reply, type Reply } from '../status.js';
 import { SmtpSession } from './session.js';
+import { noHeldQueues, type RemoteTriggeredDelivery, type SessionHost } from './session-host.js';
 import type { SessionHygiene } from '../../hygiene/session-hygiene.js';
+import type { ProtocolSink } from '../../sinks/sink.js';
 
-/** ETRN / ATRN answers come from the queue side; until it holds mail, nothing waits. */
-/** ATRN / TURN: the reply, and when mail is waiting, what to do with the reversed connection. */
-export interface TurnResult {
-  reply: Reply;
-  reverse?: (socket: net.Socket) => Promise<void>;
-}
-
-export interface RemoteTriggeredDelivery {
-  etrn(node: string, identity: AuthenticatedIdentity | undefined): Promise<Reply>;
-  /** `domains` is ATRN's comma-separated argument; empty for TURN or a bare ATRN. */
-  atrn(domains: string, identity: AuthenticatedIdentity): Promise<TurnResult>;
-}
-
-export const noHeldQueues: RemoteTriggeredDelivery = {
-  async etrn(node) {
-    return reply(458, '4.3.0', `Unable to queue messages for node ${node.replace(/^[@#]/, '')}`);
-  },
-  async atrn() {
-    return { reply: reply(453, '4.3.0', 'You have no mail') };
-  },
-};
+export { noHeldQueues, type RemoteTriggeredDelivery, type TurnResult } from './session-host.js';
 
 export interface VirtualServerDeps {
   serverName: string;
@@ -62,9 +44,11 @@ export interface VirtualServerDeps {
   linkState?: { session(): (args: string) => Reply };
   /** Names of the organisation's servers (they authenticate with the organisation secret). */
   organisationServers?: string[];
+  /** Protocol event sinks (connect, HELO, MAIL, RCPT, end of data), in order. */
+  sinks?: readonly ProtocolSink[];
 }
 
-export class VirtualServerRuntime {
+export class VirtualServerRuntime implements SessionHost {
   readonly config: VirtualServerConfig;
   readonly fqdn: string;
   readonly serverName: string;
@@ -82,6 +66,7 @@ export class VirtualServerRuntime {
   private readonly onAccepted: ((message: SpooledMessage) => void) | undefined;
   private readonly onArchived: ((message: SpooledMessage, reason: string) => void) | undefined;
   readonly hygiene: SessionHygiene | undefined;
+  readonly sinks: readonly ProtocolSink[];
   private readonly onRefused: ((ip: string) => void) | undefined;
   readonly linkState: { session(): (args: string) => Reply } | undefined;
   private readonly servers: Set<string>;
@@ -102,6 +87,7 @@ export class VirtualServerRuntime {
     this.onAccepted = deps.onAccepted;
     this.onArchived = deps.onArchived;
     this.hygiene = deps.hygiene;
+    this.sinks = deps.sinks ?? [];
     this.onRefused = deps.onRefused;
     this.linkState = deps.linkState;
     this.servers = new Set((deps.organisationServers ?? []).map((n) => n.toLowerCase()));

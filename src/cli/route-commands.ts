@@ -3,14 +3,15 @@
 import { createHash } from 'node:crypto';
 import { canonical } from '../linkstate/table.js';
 import type { Command } from 'commander';
+import { AdminClient } from './admin-client.js';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
 import { Categorizer } from '../categorizer/categorizer.js';
 import { EmbeddedDirectory } from '../directory/directory.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
-import { Router } from './router.js';
-import { buildTopology } from './topology.js';
-import type { Topology } from './routing.js';
-import type { NextHop } from './next-hop.js';
+import { Router } from '../routing/router.js';
+import { buildTopology } from '../routing/topology.js';
+import type { Topology } from '../routing/routing.js';
+import type { NextHop } from '../routing/next-hop.js';
 import { outboundSettings } from '../config/outbound.js';
 
 /** MD5 of the canonical form of the link state table, as servers compare it. */
@@ -41,23 +42,13 @@ interface LiveGroup {
 
 /** The link state table as a running server holds it (versions, states, digest). */
 async function showLive(api: string, json: boolean): Promise<void> {
-  let res: Response;
-  try {
-    const token = process.env.BRIDGEHEAD_TOKEN;
-    res = await fetch(`${api}/api/v1/linkstate`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-    });
-  } catch {
-    throw new Error(`cannot reach the admin API at ${api}; is the server running?`);
-  }
-  const body = (await res.json()) as {
-    error?: string;
+  // One admin-API client for the CLI: the token from $BRIDGEHEAD_TOKEN, readable errors.
+  const body = (await new AdminClient({ name: api, url: api }).get('/api/v1/linkstate')) as {
     master?: string;
     isMaster?: boolean;
     digest?: string;
     table?: { groups: Record<string, LiveGroup> };
   };
-  if (res.status >= 400) throw new Error(body.error ?? `HTTP ${res.status}`);
   if (json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return;
