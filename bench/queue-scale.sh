@@ -80,7 +80,7 @@ since() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - 
 alive() { [[ ${1:-} =~ ^[0-9]+$ ]] && [ "$1" -gt 1 ] && kill -0 "$1" 2>/dev/null; }
 
 # ---------------------------------------------------------------- processes we start
-SRV_PID="" SINK_PID="" WATCHDOG="" INJ_ERRORS=""
+SRV_PID="" SINK_PID="" WATCHDOG="" CUR_PID="" INJ_ERRORS=""
 stop_pid() {  # stop_pid PID GRACE_S: TERM, wait, KILL; only PIDs this script started
   local pid=$1 i
   alive "$pid" || return 0
@@ -92,13 +92,15 @@ stop_pid() {  # stop_pid PID GRACE_S: TERM, wait, KILL; only PIDs this script st
 }
 cleanup() {
   trap - EXIT INT TERM
+  stop_pid "$CUR_PID" 5
   stop_pid "$SRV_PID" 30
   stop_pid "$SINK_PID" 5
   alive "$WATCHDOG" && kill "$WATCHDOG" 2>/dev/null
   if [ "${KEEP:-0}" != 1 ]; then rm -rf "$DATA"; fi
 }
 trap cleanup EXIT
-trap 'say "interrupted"; exit 130' INT TERM
+REPORTED=0
+trap 'say "interrupted"; stop_pid "$CUR_PID" 5; [ "$REPORTED" = 1 ] || report; exit 130' INT TERM
 # The whole run is bounded: the watchdog TERMs this script (every wait below has its own
 # timeout, so the trap runs within that bound).
 (
@@ -194,8 +196,11 @@ start_server() {  # start_server [--hold]: sets SRV_PID and SRV_T0; returns when
   echo "=== $(date -Is) serve $*" >>"$LOG"
   node "$here/dist/src/cli/main.js" serve --config "$WORKDIR/org.yaml" "$@" >>"$LOG" 2>&1 &
   SRV_PID=$!
-  wait_port 127.0.0.1 "$SMTP_PORT" "$START_MAX_S" "$SRV_PID"
+  wait_port 127.0.0.1 "$SMTP_PORT" "$START_MAX_S" "$SRV_PID" &
+  CUR_PID=$!
+  wait "$CUR_PID"
   local rc=$?
+  CUR_PID=""
   START_S=$(since "$SRV_T0")
   case $rc in
     0) return 0 ;;
@@ -234,13 +239,21 @@ queue_counts() {  # "categorizer routing presubmission dead" from /api/v1/queues
     "\(n("Messages awaiting directory lookup")) \(n("Messages waiting to be routed")) \(n("Pre-submission")) \(n($dead))"'
 }
 
-inject() {  # inject COUNT SESSIONS RCPT MAX_S OUTFILE: smtp-source; sets INJ_S and INJ_OK
+# inject COUNT SESSIONS RCPT MAX_S OUTFILE: smtp-source; sets INJ_S, INJ_N (messages it
+# counted through DATA, from its -c counter) and INJ_OK
+inject() {
   local t0 rc
   t0=$(now)
   timeout -k 5 "$4" smtp-source -c -s "$2" -m "$1" -l "$S" -f sender@bench.test -t "$3" \
-    -M client.bench.test "127.0.0.1:$SMTP_PORT" >"$5" 2>"$5.err"
+    -M client.bench.test "127.0.0.1:$SMTP_PORT" >"$5" 2>"$5.err" &
+  CUR_PID=$!
+  wait "$CUR_PID"
   rc=$?
+  CUR_PID=""
   INJ_S=$(since "$t0")
+  INJ_N=$(tr '\r' '\n' <"$5" | grep -E '^[0-9]+$' | tail -1)
+  INJ_N=${INJ_N:-0}
+  [ "$INJ_N" = "$1" ] || say "smtp-source counted $INJ_N of $1 messages"
   INJ_OK=1
   if [ $rc != 0 ] || [ -s "$5.err" ]; then
     INJ_OK=0
@@ -279,7 +292,7 @@ measure() {  # measure PHASE: (a) (c) (e) (d) (b), with the server running
   wait_sink "$WORKDIR/sink.out" $((base + N)) "$RELAY_MAX_S" "$STALL_S" >"$WORKDIR/$p-relay.mon" &
   local mon=$!
   inject "$N" "$C" rcpt@live.test "$INJECT_MAX_S" "$WORKDIR/$p-relay.src"
-  R[$p.relay_accept]=$(rate "$N" "$INJ_S")
+  R[$p.relay_accept]=$(rate "$INJ_N" "$INJ_S")
   wait "$mon"
   out=$(cat "$WORKDIR/$p-relay.mon")
   if [[ $out =~ ^[0-9.]+$ ]]; then
@@ -321,69 +334,15 @@ measure() {  # measure PHASE: (a) (c) (e) (d) (b), with the server running
 
   say "[$p] (b) accept $M messages to dead.test over $C sessions"
   inject "$M" "$C" rcpt@dead.test "$INJECT_MAX_S" "$WORKDIR/$p-accept.src"
-  R[$p.accept]=$(rate "$M" "$INJ_S")
+  R[$p.accept]=$(rate "$INJ_N" "$INJ_S")
   R[$p.accept_ok]=$INJ_OK
   say "[$p]     ${INJ_S}s: ${R[$p.accept]} msg/s"
 }
 
-# ---------------------------------------------------------------- run
-commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
-say "queue-scale: Q=$Q N=$N M=$M C=$C S=$S FILL_C=$FILL_C glitch=$GLITCH tracking=$TRACKING commit=$commit"
-say "work dir $WORKDIR; smtp 127.0.0.1:$SMTP_PORT admin $API sink :$SINK_PORT dead $DEAD_HOST:$DEAD_PORT"
-rm -rf "$DATA"
-: >"$LOG"
-smtp-sink -u nobody -c -m 500 "127.0.0.1:$SINK_PORT" 1024 >"$WORKDIR/sink.out" 2>&1 &
-SINK_PID=$!
-wait_port 127.0.0.1 "$SINK_PORT" 10 "$SINK_PID" || { say "smtp-sink did not start"; exit 1; }
-if perl -MIO::Socket::INET -e 'exit(IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 2) ? 0 : 1)' \
-  "$DEAD_HOST" "$DEAD_PORT"; then
-  say "something listens on $DEAD_HOST:$DEAD_PORT; the dead destination must refuse"; exit 1
-fi
-
-start_server || exit 1
-wait_api || { say "admin API did not answer"; exit 1; }
-measure empty || exit 1
-
-say "[fill] $Q messages to dead.test over $FILL_C sessions into serve --hold"
-stop_server
-rm -rf "$DATA"
-start_server --hold || exit 1
-inject "$Q" "$FILL_C" rcpt@dead.test "$FILL_MAX_S" "$WORKDIR/fill.src"
-R[fill.inject_s]=$INJ_S
-R[fill.inject_rate]=$(rate "$Q" "$INJ_S")
-[ "$INJ_OK" = 1 ] || say "[fill] injection had errors (see $WORKDIR/fill.src.err)"
-say "[fill]     accepted in ${INJ_S}s (${R[fill.inject_rate]} msg/s); restarting without --hold"
-t_drain=$(now)
-stop_server
-R[fill.hold_stop_s]=$STOP_S
-start_server || exit 1
-R[fill.start_s]=$START_S
-wait_api || { say "admin API did not answer"; exit 1; }
-drained=0
-for ((i = 0; i < DRAIN_MAX_S / 5 + 1; i++)); do
-  counts=$(queue_counts) || counts="? ? ? ?"
-  read -r cat routing pre dead <<<"$counts"
-  say "[fill]     $(since "$t_drain")s: awaiting directory lookup $cat, to be routed $routing, pre-submission $pre, $DEAD_QUEUE $dead"
-  if [ "$cat" = 0 ] && [ "$routing" = 0 ] && [ "$pre" = 0 ] && [[ $dead =~ ^[0-9]+$ ]] && [ "$dead" -ge "$Q" ]; then
-    drained=1; break
-  fi
-  [ "$(awk -v a="$(since "$t_drain")" -v m="$DRAIN_MAX_S" 'BEGIN { print (a > m) }')" = 1 ] && break
-  alive "$SRV_PID" || { say "server died"; exit 1; }
-  sleep 5
-done
-R[fill.drain_s]=$(since "$t_drain")
-R[fill.dead]=$dead
-if [ $drained = 1 ]; then
-  say "[fill]     $dead messages in \"$DEAD_QUEUE\" ${R[fill.drain_s]}s after the restart"
-else
-  say "[fill]     not drained within ${DRAIN_MAX_S}s ($dead in \"$DEAD_QUEUE\"); measuring anyway"
-fi
-sleep "$SETTLE_S"
-measure full || exit 1
-stop_server
-R[full.final_stop_s]=$STOP_S
-
 # ---------------------------------------------------------------- report
+report() {  # the table, also after an interruption (then with what was measured)
+REPORTED=1
+local errors date_s elapsed tsv
 errors=$(grep -ciE '"level":(50|60)|unhandled|error' "$LOG" || true)
 date_s=$(date -Is)
 elapsed=$(since "$T_BEGIN")
@@ -406,7 +365,7 @@ row() {  # row LABEL KEY TARGET_KIND TARGET_VALUE UNIT
 {
   echo
   echo "# queue-scale $date_s commit $commit: Q=$Q (${R[full.dead_queued]:-?} in \"$DEAD_QUEUE\" when measured), N=$N M=$M C=$C S=$S, glitchRetryInterval $GLITCH, tracking $TRACKING"
-  echo "# fill: $Q accepted under --hold in ${R[fill.inject_s]}s (${R[fill.inject_rate]} msg/s); stop ${R[fill.hold_stop_s]}s; start ${R[fill.start_s]}s; categorized and routed ${R[fill.drain_s]}s after the restart"
+  echo "# fill: ${R[fill.injected]:-?} of $Q accepted under --hold in ${R[fill.inject_s]:-?}s (${R[fill.inject_rate]:-?} msg/s); stop ${R[fill.hold_stop_s]:-?}s; start ${R[fill.start_s]:-?}s; categorized and routed ${R[fill.drain_s]:-?}s after the restart"
   printf '%-36s %10s %10s %8s %16s %4s\n' metric empty full full/empt target met
   row "(a) relay to live.test, msg/s" relay rel 0.9
   row "    its injection, msg/s" relay_accept info
@@ -427,3 +386,67 @@ row() {  # row LABEL KEY TARGET_KIND TARGET_VALUE UNIT
   [ -z "$INJ_ERRORS" ] || echo "# smtp-source reported errors in:$INJ_ERRORS (see $WORKDIR/*.err)"
   echo "# server log $LOG: $errors line(s) mentioning errors; whole run ${elapsed}s"
 }
+}
+
+# ---------------------------------------------------------------- run
+commit=$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo unknown)
+say "queue-scale: Q=$Q N=$N M=$M C=$C S=$S FILL_C=$FILL_C glitch=$GLITCH tracking=$TRACKING commit=$commit"
+say "work dir $WORKDIR; smtp 127.0.0.1:$SMTP_PORT admin $API sink :$SINK_PORT dead $DEAD_HOST:$DEAD_PORT"
+rm -rf "$DATA"
+: >"$LOG"
+smtp-sink -u nobody -c -m 500 "127.0.0.1:$SINK_PORT" 1024 >"$WORKDIR/sink.out" 2>&1 &
+SINK_PID=$!
+wait_port 127.0.0.1 "$SINK_PORT" 10 "$SINK_PID" || { say "smtp-sink did not start"; exit 1; }
+if perl -MIO::Socket::INET -e 'exit(IO::Socket::INET->new(PeerAddr => $ARGV[0], PeerPort => $ARGV[1], Timeout => 2) ? 0 : 1)' \
+  "$DEAD_HOST" "$DEAD_PORT"; then
+  say "something listens on $DEAD_HOST:$DEAD_PORT; the dead destination must refuse"; exit 1
+fi
+
+start_server || exit 1
+wait_api || { say "admin API did not answer"; exit 1; }
+measure empty || { report; exit 1; }
+
+say "[fill] $Q messages to dead.test over $FILL_C sessions into serve --hold"
+stop_server
+rm -rf "$DATA"
+start_server --hold || exit 1
+inject "$Q" "$FILL_C" rcpt@dead.test "$FILL_MAX_S" "$WORKDIR/fill.src"
+R[fill.inject_s]=$INJ_S
+R[fill.inject_rate]=$(rate "$INJ_N" "$INJ_S")
+R[fill.injected]=$INJ_N
+[ "$INJ_OK" = 1 ] || say "[fill] injection had errors (see $WORKDIR/fill.src.err)"
+say "[fill]     accepted in ${INJ_S}s (${R[fill.inject_rate]} msg/s); restarting without --hold"
+t_drain=$(now)
+stop_server
+R[fill.hold_stop_s]=$STOP_S
+start_server || exit 1
+R[fill.start_s]=$START_S
+wait_api || { say "admin API did not answer"; exit 1; }
+drained=0
+for ((i = 0; i < DRAIN_MAX_S / 5 + 1; i++)); do
+  t_poll=$(now)
+  counts=$(queue_counts) || counts="? ? ? ?"
+  # each poll lists the whole queue: wait at least 5 times as long as it took
+  poll_s=$(awk -v d="$(since "$t_poll")" 'BEGIN { s = 5 * d; printf "%.1f", s > 5 ? s : 5 }')
+  read -r cat routing pre dead <<<"$counts"
+  say "[fill]     $(since "$t_drain")s: awaiting directory lookup $cat, to be routed $routing, pre-submission $pre, $DEAD_QUEUE $dead"
+  if [ "$cat" = 0 ] && [ "$routing" = 0 ] && [ "$pre" = 0 ] && [[ $dead =~ ^[0-9]+$ ]] && [ "$dead" -ge "$Q" ]; then
+    drained=1; break
+  fi
+  [ "$(awk -v a="$(since "$t_drain")" -v m="$DRAIN_MAX_S" 'BEGIN { print (a > m) }')" = 1 ] && break
+  alive "$SRV_PID" || { say "server died"; exit 1; }
+  sleep "$poll_s"
+done
+R[fill.drain_s]=$(since "$t_drain")
+R[fill.dead]=$dead
+if [ $drained = 1 ]; then
+  say "[fill]     $dead messages in \"$DEAD_QUEUE\" ${R[fill.drain_s]}s after the restart"
+else
+  say "[fill]     not drained within ${DRAIN_MAX_S}s ($dead in \"$DEAD_QUEUE\"); measuring anyway"
+fi
+sleep "$SETTLE_S"
+measure full || { report; exit 1; }
+stop_server
+R[full.final_stop_s]=$STOP_S
+
+report
