@@ -427,7 +427,7 @@ for ((i = 0; i < DRAIN_MAX_S / 5 + 1; i++)); do
   t_poll=$(now)
   counts=$(queue_counts) || counts="? ? ? ?"
   # each poll lists the whole queue: wait at least 5 times as long as it took
-  poll_s=$(awk -v d="$(since "$t_poll")" 'BEGIN { s = 5 * d; printf "%.1f", s > 5 ? s : 5 }')
+  poll_s=$(awk -v d="$(since "$t_poll")" 'BEGIN { s = 5 * d; printf "%.1f", (s > 5 ? s : 5) }')
   read -r cat routing pre dead <<<"$counts"
   say "[fill]     $(since "$t_drain")s: awaiting directory lookup $cat, to be routed $routing, pre-submission $pre, $DEAD_QUEUE $dead"
   if [ "$cat" = 0 ] && [ "$routing" = 0 ] && [ "$pre" = 0 ] && [[ $dead =~ ^[0-9]+$ ]] && [ "$dead" -ge "$Q" ]; then
