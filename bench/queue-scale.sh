@@ -38,7 +38,9 @@
 #   INJECT_MAX_S (600), FILL_MAX_S (2400), DRAIN_MAX_S (2400), START_MAX_S (600),
 #   STOP_MAX_S (60), API_MAX_S (120) bound each wait; KEEP=1 keeps the data dir.
 # Prints a table (metric, empty, full, full/empty, target, met) and appends one line per
-# metric to WORKDIR/results.tsv. Loopback only; needs root for smtp-sink -u nobody.
+# metric to WORKDIR/results.tsv. On the code of 2026-11-26 the fill alone of -q 200000 takes
+# more than 40 minutes (the categorizer places ~80 msg/s with 200,000 waiting); -q 100000
+# took 25 minutes in all, -q 20000 under 3 (docs/performance.md, "Queue scale"). Loopback only; needs root for smtp-sink -u nobody.
 # Build first: npm run build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
