@@ -40,7 +40,8 @@
 # Prints a table (metric, empty, full, full/empty, target, met) and appends one line per
 # metric to WORKDIR/results.tsv. On the code of 2026-11-26 the fill alone of -q 200000 takes
 # more than 40 minutes (the categorizer places ~80 msg/s with 200,000 waiting); -q 100000
-# took 25 minutes in all, -q 20000 under 3 (docs/performance.md, "Queue scale"). Loopback only; needs root for smtp-sink -u nobody.
+# took 25 minutes in all, -q 20000 under 3 (docs/performance.md, "Queue scale").
+# Loopback only; needs root for smtp-sink -u nobody.
 # Build first: npm run build.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
