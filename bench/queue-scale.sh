@@ -198,7 +198,8 @@ SRV_T0=""
 start_server() {  # start_server [--hold]: sets SRV_PID and SRV_T0; returns when SMTP accepts
   SRV_T0=$(now)
   echo "=== $(date -Is) serve $*" >>"$LOG"
-  node "$here/dist/src/cli/main.js" serve --config "$WORKDIR/org.yaml" "$@" >>"$LOG" 2>&1 &
+  # BENCH_NODE_FLAGS: e.g. "--cpu-prof --cpu-prof-dir=DIR" to profile the server.
+  node ${BENCH_NODE_FLAGS:-} "$here/dist/src/cli/main.js" serve --config "$WORKDIR/org.yaml" "$@" >>"$LOG" 2>&1 &
   SRV_PID=$!
   wait_port 127.0.0.1 "$SMTP_PORT" "$START_MAX_S" "$SRV_PID" &
   CUR_PID=$!

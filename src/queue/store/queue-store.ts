@@ -9,7 +9,9 @@
 //   transaction: a commit per message was the largest cost of the relay path after the
 //   fsyncs. finish() recycles the spool file before it deletes the rows, so a crash between
 //   the two cannot resubmit a finished message.
-//   Batch queries use indexes on due rows only (state IN ('ready','retry'), never != 'done').
+//   Batch queries use indexes on due rows only (state IN ('ready','retry'), never != 'done');
+//   per-message queries name their index: SQLite would otherwise take the queue index and
+//   walk a whole queue to find one message's rows.
 // DIAGNOSTICS  SQLite errors propagate; the calling stage rests and retries.
 // BUGS      synchronous=NORMAL may lose the last transaction on power loss; recovery.ts
 //           rebuilds it from the spool.
@@ -158,7 +160,7 @@ export class QueueStore implements SqlSource {
   /** Open or DSN-owing recipients of a message: none left means it can be finished. */
   unfinishedCount(id: string): number {
     return this.sql(
-      `SELECT COUNT(*) FROM recipients WHERE message_id = ? AND (${OPEN} OR dsn_pending IS NOT NULL)`,
+      `SELECT COUNT(*) FROM recipients INDEXED BY recipients_by_message WHERE message_id = ? AND (${OPEN} OR dsn_pending IS NOT NULL)`,
     )
       .pluck()
       .get(id) as number;
@@ -175,7 +177,7 @@ export class QueueStore implements SqlSource {
   }
 
   deleteMessageRows(id: string): void {
-    this.sql('DELETE FROM recipients WHERE message_id = ?').run(id);
+    this.sql('DELETE FROM recipients INDEXED BY recipients_by_message WHERE message_id = ?').run(id);
     this.sql('DELETE FROM messages WHERE id = ?').run(id);
   }
 
@@ -257,7 +259,7 @@ export class QueueStore implements SqlSource {
     for (const queue of queues)
       rows.push(
         ...(this.sql(
-          `SELECT * FROM recipients WHERE message_id = ? AND queue = ? AND ${OPEN} AND next_attempt <= ?`,
+          `SELECT * FROM recipients INDEXED BY recipients_by_message WHERE message_id = ? AND queue = ? AND ${OPEN} AND next_attempt <= ?`,
         ).all(messageId, queue, now) as RecipientRow[]),
       );
     return rows.sort((a, b) => a.id - b.id);
@@ -375,15 +377,17 @@ export class QueueStore implements SqlSource {
   // ------------------------------------------------------------------ DSNs
 
   messagesOwingDsn(limit: number): string[] {
-    return this.sql(`SELECT DISTINCT message_id FROM recipients WHERE dsn_pending IS NOT NULL LIMIT ?`)
+    return this.sql(
+      `SELECT DISTINCT message_id FROM recipients INDEXED BY recipients_dsn WHERE dsn_pending IS NOT NULL LIMIT ?`,
+    )
       .pluck()
       .all(limit) as string[];
   }
 
   rowsOwingDsn(messageId: string): RecipientRow[] {
-    return this.sql('SELECT * FROM recipients WHERE message_id = ? AND dsn_pending IS NOT NULL').all(
-      messageId,
-    ) as RecipientRow[];
+    return this.sql(
+      'SELECT * FROM recipients INDEXED BY recipients_by_message WHERE message_id = ? AND dsn_pending IS NOT NULL',
+    ).all(messageId) as RecipientRow[];
   }
 
   clearDsnPending(rowIds: number[]): void {
@@ -396,15 +400,15 @@ export class QueueStore implements SqlSource {
   // ------------------------------------------------------------------ viewer reads
 
   openRowsOf(messageId: string): RecipientRow[] {
-    return this.sql(`SELECT * FROM recipients WHERE message_id = ? AND ${OPEN}`).all(
-      messageId,
-    ) as RecipientRow[];
+    return this.sql(
+      `SELECT * FROM recipients INDEXED BY recipients_by_message WHERE message_id = ? AND ${OPEN}`,
+    ).all(messageId) as RecipientRow[];
   }
 
   allRowsOf(messageId: string): RecipientRow[] {
-    return this.sql('SELECT * FROM recipients WHERE message_id = ? ORDER BY id').all(
-      messageId,
-    ) as RecipientRow[];
+    return this.sql(
+      'SELECT * FROM recipients INDEXED BY recipients_by_message WHERE message_id = ? ORDER BY id',
+    ).all(messageId) as RecipientRow[];
   }
 
   remoteQueue(name: string): RemoteQueueRow | undefined {

@@ -84,7 +84,7 @@ export class RemoteQueues {
   rowsOfMany(messageIds: string[], name: string): Map<string, RecipientRow[]> {
     const rows = this.store
       .sql(
-        `SELECT * FROM recipients WHERE message_id IN (SELECT value FROM json_each(?)) AND queue = ?
+        `SELECT * FROM recipients INDEXED BY recipients_by_message WHERE message_id IN (SELECT value FROM json_each(?)) AND queue = ?
            AND state IN ('ready', 'retry') AND next_attempt <= ? ORDER BY id`,
       )
       .all(JSON.stringify(messageIds), name, Date.now()) as RecipientRow[];
@@ -136,15 +136,17 @@ export class RemoteQueues {
       .pluck()
       .get() as number | null;
     // Recipients' own retries, in queues whose next hop is not in Retry: the others wait
-    // for their queue (and may be due already, which must not spin the stage).
-    const rowRetry = this.store
-      .sql(
-        `SELECT MIN(r.next_attempt) FROM remote_queues q JOIN recipients r ON r.queue = q.name
-         JOIN messages m ON m.id = r.message_id
-         WHERE q.retry_at <= ? AND r.state = 'retry' AND m.frozen = 0`,
-      )
-      .pluck()
-      .get(Date.now()) as number | null;
+    // for their queue (and may be due already, which must not spin the stage). One index
+    // probe a queue: a join let SQLite walk every retrying row of a dead queue.
+    const now = Date.now();
+    let rowRetry: number | null = null;
+    const earliest = this.store.sql(
+      `SELECT MIN(next_attempt) FROM recipients WHERE queue = ? AND state = 'retry'`,
+    );
+    for (const queue of this.due(now)) {
+      const due = earliest.pluck().get(queue.name) as number | null;
+      if (due !== null && (rowRetry === null || due < rowRetry)) rowRetry = due;
+    }
     const deadline = this.store
       .sql(
         `SELECT MIN(r.deadline) FROM recipients r JOIN messages m ON m.id = r.message_id
