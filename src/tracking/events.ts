@@ -13,6 +13,20 @@ export interface TrackedMessage {
   size?: number;
 }
 
+/** The tracked facts of a queued message, from its row and its envelope. */
+export function trackedMessage(
+  m: { id: string; sender: string; size: number },
+  envelope: { messageId?: string; subject?: string },
+): TrackedMessage {
+  return {
+    id: m.id,
+    messageId: envelope.messageId,
+    sender: m.sender,
+    subject: envelope.subject,
+    size: m.size,
+  };
+}
+
 const base = (m: TrackedMessage) => ({
   internalMessageId: m.id,
   ...(m.messageId !== undefined ? { messageId: m.messageId } : {}),

@@ -17,7 +17,7 @@ import type { Envelope } from '../../queue/spool.js';
 import { notifyList, type MessageRow, type RecipientRow } from '../../queue/store/rows.js';
 import { TransportError } from '../../message/status.js';
 import type { TrackingEvent } from '../../tracking/tracking.js';
-import { trackingEvent } from '../../tracking/events.js';
+import { trackedMessage, trackingEvent, type TrackedMessage } from '../../tracking/events.js';
 import type { FailureRecorder } from '../../dsn/failures.js';
 import type { Route } from '../../categorizer/categorizer.js';
 import type { StoreDriver } from './store-driver.js';
@@ -72,13 +72,7 @@ export class LocalDeliveryWorker implements Stage {
         return;
       }
       const now = Date.now();
-      const tracked = {
-        id: m.id,
-        messageId: envelope.messageId,
-        sender: m.sender,
-        subject: envelope.subject,
-        size: m.size,
-      };
+      const tracked = trackedMessage(m, envelope);
       const results: { row: RecipientRow; verdict: Verdict }[] = [];
       for (const row of rows) {
         const route = JSON.parse(row.route ?? '{}') as Extract<Route, { kind: 'local' }>;
@@ -125,10 +119,7 @@ export class LocalDeliveryWorker implements Stage {
     }
   }
 
-  private record(
-    tracked: { id: string; messageId?: string; sender: string },
-    results: { row: RecipientRow; verdict: Verdict }[],
-  ): void {
+  private record(tracked: TrackedMessage, results: { row: RecipientRow; verdict: Verdict }[]): void {
     this.core.store.record(results);
     const deferred = results.filter((r) => r.verdict.kind === 'retry').map((r) => r.row.address);
     if (deferred.length) this.options.track(trackingEvent.deferred(tracked, deferred, 'STOREDRIVER'));

@@ -15,7 +15,7 @@ import type { RetryPolicy } from '../../queue/retry.js';
 import type { Envelope } from '../../queue/spool.js';
 import { notifyList, type MessageRow, type RecipientRow } from '../../queue/store/rows.js';
 import type { TrackingEvent } from '../../tracking/tracking.js';
-import { trackingEvent } from '../../tracking/events.js';
+import { trackedMessage, trackingEvent } from '../../tracking/events.js';
 import type { FailureRecorder } from '../../dsn/failures.js';
 import type { DeliveryJob, DeliveryOutcome } from './remote-delivery.js';
 
@@ -160,13 +160,7 @@ function record(
   outcome: DeliveryOutcome | { error: AttemptError },
 ): void {
   ctx.core.store.record(verdicts);
-  const tracked = {
-    id: m.id,
-    messageId: envelope.messageId,
-    sender: m.sender,
-    subject: envelope.subject,
-    size: m.size,
-  };
+  const tracked = trackedMessage(m, envelope);
   const deferred = verdicts.filter((v) => v.verdict.kind === 'retry');
   if (deferred.length)
     ctx.track(

@@ -104,7 +104,8 @@ export class RemoteDeliveryWorker implements Stage {
           queue.retry_at,
         ),
       );
-      if (ids.length === ROUND) this.core.wake(STAGE.remote);
+      // More may wait behind this batch.
+      if (messages.length === ROUND) this.core.wake(STAGE.remote);
     }
   }
 

@@ -40,6 +40,23 @@ export interface Placement {
   deadline: number | null;
 }
 
+/** A placement's columns in the order place() and insertPlaced() name them. */
+function placementValues(p: Placement): unknown[] {
+  const deadline = p.state === 'done' ? null : p.deadline;
+  return [
+    p.queue,
+    p.nextHop,
+    p.state,
+    p.outcome,
+    p.status,
+    p.diagnostic,
+    p.dsn,
+    p.route,
+    p.remote ? 1 : 0,
+    deadline,
+  ];
+}
+
 export const OPEN = `state IN ('ready', 'retry')`;
 
 export class QueueStore implements SqlSource {
@@ -289,20 +306,7 @@ export class QueueStore implements SqlSource {
       `UPDATE recipients SET address = ?, queue = ?, next_hop = ?, state = ?, outcome = ?, status = ?,
        diagnostic = ?, dsn_pending = ?, route = ?, remote = ?, deadline = ?, hold_reason = NULL,
        next_attempt = 0 WHERE id = ?`,
-    ).run(
-      address,
-      p.queue,
-      p.nextHop,
-      p.state,
-      p.outcome,
-      p.status,
-      p.diagnostic,
-      p.dsn,
-      p.route,
-      p.remote ? 1 : 0,
-      p.state === 'done' ? null : p.deadline,
-      rowId,
-    );
+    ).run(address, ...placementValues(p), rowId);
     if (p.remote && p.nextHop) this.remoteQueues.ensure(p.queue, p.nextHop);
   }
 
@@ -311,23 +315,7 @@ export class QueueStore implements SqlSource {
     this.sql(
       `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, next_hop, state, outcome,
        status, diagnostic, dsn_pending, route, remote, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).run(
-      source.message_id,
-      address,
-      source.original,
-      source.orcpt,
-      notify,
-      p.queue,
-      p.nextHop,
-      p.state,
-      p.outcome,
-      p.status,
-      p.diagnostic,
-      p.dsn,
-      p.route,
-      p.remote ? 1 : 0,
-      p.state === 'done' ? null : p.deadline,
-    );
+    ).run(source.message_id, address, source.original, source.orcpt, notify, ...placementValues(p));
     if (p.remote && p.nextHop) this.remoteQueues.ensure(p.queue, p.nextHop);
   }
 

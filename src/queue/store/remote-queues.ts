@@ -58,22 +58,26 @@ export class RemoteQueues {
     return this.store.sql('SELECT * FROM remote_queues WHERE retry_at > ?').all(now) as RemoteQueueRow[];
   }
 
-  /** Messages with recipients just placed in `name` (not yet tried or deferred). */
+  /** Messages (not frozen) with recipients just placed in `name`, not yet tried or deferred. */
   readyMessageIds(name: string, limit: number): string[] {
     return this.store
-      .sql(`SELECT DISTINCT message_id FROM recipients WHERE queue = ? AND state = 'ready' LIMIT ?`)
+      .sql(
+        `SELECT DISTINCT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.queue = ? AND r.state = 'ready' AND m.frozen = 0 LIMIT ?`,
+      )
       .pluck()
       .all(name, limit) as string[];
   }
 
-  /** Messages with recipients to send in `name` now, in arrival order of their rows. */
+  /** Messages (not frozen) with recipients to send in `name` now, in arrival order of their rows. */
   dueMessageIds(name: string, limit: number): string[] {
     return this.store
       .sql(
-        `SELECT DISTINCT message_id FROM (
+        `SELECT DISTINCT due.message_id FROM (
            SELECT message_id FROM recipients WHERE queue = ? AND state = 'ready'
            UNION ALL
-           SELECT message_id FROM recipients WHERE queue = ? AND state = 'retry' AND next_attempt <= ?)
+           SELECT message_id FROM recipients WHERE queue = ? AND state = 'retry' AND next_attempt <= ?) due
+         JOIN messages m ON m.id = due.message_id WHERE m.frozen = 0
          LIMIT ?`,
       )
       .pluck()
