@@ -9,7 +9,8 @@
 // TRIGGERS  woken when a submission commits and when a DSN is spooled; wakes only the
 //           stages whose queues received rows.
 import type { Logger } from 'pino';
-import type { QueueCore } from '../queue/core.js';
+import type { QueueStore } from '../queue/store/queue-store.js';
+import type { BodyCache } from '../queue/bodies.js';
 import { QUEUE, STAGE, type StageName } from '../queue/names.js';
 import type { NotifyPolicy } from '../queue/outcomes.js';
 import { deadlineFor } from '../queue/outcomes.js';
@@ -47,13 +48,25 @@ export interface CategorizerWorkerOptions {
   sinks?: readonly QueueSink[];
 }
 
+/** What the categorizer stage needs of the queue core: small enough to fake in a unit test. */
+export interface CategorizerQueue {
+  store: Pick<
+    QueueStore,
+    'dueMessages' | 'dueRowsOf' | 'defer' | 'flush' | 'place' | 'insertPlaced' | 'queueFrozen' | 'transaction'
+  >;
+  bodies: Pick<BodyCache, 'head'>;
+  activeMessages: Set<string>;
+  wake(stage: StageName): void;
+  finish(messageIds: Iterable<string>): Promise<void>;
+}
+
 const BATCH = 50;
 
 export class CategorizerWorker implements Stage {
   readonly name = STAGE.categorizer;
 
   constructor(
-    private readonly core: Pick<QueueCore, 'store' | 'bodies' | 'wake' | 'finish' | 'activeMessages'>,
+    private readonly core: CategorizerQueue,
     private readonly options: CategorizerWorkerOptions,
   ) {}
 

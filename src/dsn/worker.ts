@@ -8,8 +8,8 @@
 // TRIGGERS  woken by a delivery round, the categorizer or routing when a DSN is owed;
 //           wakes the categorizer, which routes the DSNs like any message.
 import { promises as fsp } from 'node:fs';
-import type { QueueCore } from '../queue/core.js';
-import { STAGE } from '../queue/names.js';
+import { STAGE, type StageName } from '../queue/names.js';
+import type { QueueStore } from '../queue/store/queue-store.js';
 import { Spool, type Envelope, type SpooledMessage } from '../queue/spool.js';
 import { QUEUE } from '../queue/names.js';
 import type { RetryPolicy } from '../queue/retry.js';
@@ -31,13 +31,30 @@ export interface DsnWorkerOptions {
   track: (e: TrackingEvent) => void;
 }
 
+/** What the DSN stage needs of the queue core: small enough to fake in a unit test. */
+export interface DsnQueue {
+  store: Pick<
+    QueueStore,
+    | 'messagesOwingDsn'
+    | 'message'
+    | 'rowsOwingDsn'
+    | 'clearDsnPending'
+    | 'insertMessage'
+    | 'incrementDsnCount'
+    | 'transaction'
+  >;
+  spool: Pick<Spool, 'fileFor' | 'createWriter'>;
+  wake(stage: StageName): void;
+  finish(messageIds: Iterable<string>): Promise<void>;
+}
+
 const BATCH = 50;
 
 export class DsnWorker implements Stage {
   readonly name = STAGE.dsn;
 
   constructor(
-    private readonly core: Pick<QueueCore, 'store' | 'wake' | 'finish' | 'spool'>,
+    private readonly core: DsnQueue,
     private readonly options: DsnWorkerOptions,
   ) {}
 

@@ -8,8 +8,9 @@
 // TRIGGERS  woken by the categorizer when rows arrive, and by the clock for retries;
 //           wakes the DSN stage after each batch.
 import type { Logger } from 'pino';
-import type { QueueCore } from '../../queue/core.js';
-import { QUEUE, STAGE } from '../../queue/names.js';
+import { QUEUE, STAGE, type StageName } from '../../queue/names.js';
+import type { QueueStore } from '../../queue/store/queue-store.js';
+import type { BodyCache } from '../../queue/bodies.js';
 import { verdictFor, type NotifyPolicy, type Verdict } from '../../queue/outcomes.js';
 import type { RetryPolicy } from '../../queue/retry.js';
 import type { Stage } from '../../queue/scheduler.js';
@@ -33,13 +34,22 @@ export interface LocalDeliveryOptions {
   storeDriverLog?: Logger;
 }
 
+/** What local delivery needs of the queue core: small enough to fake in a unit test. */
+export interface LocalQueue {
+  store: Pick<QueueStore, 'dueMessages' | 'dueRowsOf' | 'defer' | 'flush' | 'record' | 'nextRetryIn'>;
+  bodies: Pick<BodyCache, 'body'>;
+  activeMessages: Set<string>;
+  wake(stage: StageName): void;
+  finish(messageIds: Iterable<string>): Promise<void>;
+}
+
 const BATCH = 32;
 
 export class LocalDeliveryWorker implements Stage {
   readonly name = STAGE.local;
 
   constructor(
-    private readonly core: Pick<QueueCore, 'store' | 'bodies' | 'wake' | 'finish' | 'activeMessages'>,
+    private readonly core: LocalQueue,
     private readonly options: LocalDeliveryOptions,
   ) {}
 
