@@ -138,7 +138,7 @@ export class CategorizerWorker implements Stage {
       const route =
         resolved.kind === 'failed'
           ? resolved
-          : routeAfterSinks(this.options.sinks ?? [], address, resolved, m.sender);
+          : routeAfterSinks(this.options.sinks ?? [], address, resolved, m.sender, this.options.log);
       const nextHop =
         route.kind !== 'local' && route.kind !== 'failed' && !store.queueFrozen(QUEUE.routing)
           ? this.options.openNextHop(route, m.sender, facts)

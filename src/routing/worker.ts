@@ -82,6 +82,7 @@ export class RoutingWorker implements Stage {
           r.address,
           JSON.parse(r.route ?? '{}') as Route,
           r.sender,
+          this.options.log,
         );
         const hop = this.options.route(route, r.sender, {
           size: r.size,

@@ -146,7 +146,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
           : name === QUEUE.dsn
             ? core.scheduler.busy(STAGE.dsn)
             : remote.isServing(name),
-    messageActive: (id) => core.activeMessages.has(id),
+    messageActive: (id) => core.activeMessages.has(id) || remote.isSending(id),
   });
   const operations = new QueueOperations(core.store, core.scheduler, dsnFor, (d) =>
     track(trackingEvent.deletedByAdministrator(d, d.recipients, d.withNdr)),
@@ -166,6 +166,8 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     start: () => core.start(),
     stop: async () => {
       core.store.flush();
+      // No new remote rounds while the scheduler waits for those under way.
+      remote.stopping();
       await core.scheduler.stop();
       await remote.stop();
       core.store.close();

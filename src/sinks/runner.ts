@@ -49,14 +49,25 @@ export function notifyQueueSinks(
   }
 }
 
-/** The route after every beforeRouting sink had its say (the last redirect wins). */
+/**
+ * The route after every beforeRouting sink had its say (the last redirect wins). It runs
+ * inside the stage's transaction: a sink that throws keeps the route it was given and
+ * never rolls back the batch.
+ */
 export function routeAfterSinks(
   sinks: readonly QueueSink[],
   recipient: string,
   route: Route,
   sender: string,
+  log?: Logger,
 ): Route {
   let current = route;
-  for (const sink of sinks) current = sink.beforeRouting?.(recipient, current, sender) ?? current;
+  for (const sink of sinks) {
+    try {
+      current = sink.beforeRouting?.(recipient, current, sender) ?? current;
+    } catch (err) {
+      log?.error({ err, sink: sink.name, recipient }, 'event sink failed; route unchanged');
+    }
+  }
   return current;
 }

@@ -19,8 +19,49 @@ import { trackedMessage, trackingEvent } from '../../tracking/events.js';
 import type { FailureRecorder } from '../../dsn/failures.js';
 import type { DeliveryJob, DeliveryOutcome } from './remote-delivery.js';
 
+/**
+ * Messages a remote round holds, by queue. Only the same queue's rounds skip them: another
+ * remote queue may carry the same message's other recipients at the same time, and local
+ * delivery its local ones, as before.
+ */
+export class RoundHolds {
+  private readonly byQueue = new Map<string, Set<string>>();
+  private readonly messages = new Map<string, number>();
+
+  take(queue: string, id: string): void {
+    let ids = this.byQueue.get(queue);
+    if (!ids) this.byQueue.set(queue, (ids = new Set()));
+    ids.add(id);
+    this.messages.set(id, (this.messages.get(id) ?? 0) + 1);
+  }
+
+  release(queue: string, id: string): void {
+    const ids = this.byQueue.get(queue);
+    if (!ids?.delete(id)) return;
+    if (!ids.size) this.byQueue.delete(queue);
+    const n = (this.messages.get(id) ?? 1) - 1;
+    if (n > 0) this.messages.set(id, n);
+    else this.messages.delete(id);
+  }
+
+  has(queue: string, id: string): boolean {
+    return this.byQueue.get(queue)?.has(id) ?? false;
+  }
+
+  /** Messages held in `queue` (to ask the database for that many more). */
+  count(queue: string): number {
+    return this.byQueue.get(queue)?.size ?? 0;
+  }
+
+  /** Some round holds the message (the viewer shows it Active). */
+  holdsMessage(id: string): boolean {
+    return this.messages.has(id);
+  }
+}
+
 export interface JobContext {
-  core: Pick<QueueCore, 'store' | 'bodies' | 'activeMessages'>;
+  core: Pick<QueueCore, 'store' | 'bodies'>;
+  holds: RoundHolds;
   retry: RetryPolicy;
   notifyPolicy: NotifyPolicy;
   track: (e: TrackingEvent) => void;
@@ -51,7 +92,7 @@ export function deliveryJobs(
     const rows = rowsFor(m);
     if (!rows.length) continue;
     const envelope = JSON.parse(m.envelope) as Envelope;
-    ctx.core.activeMessages.add(m.id);
+    ctx.holds.take(queue, m.id);
     jobs.push({
       envelope,
       recipients: rows.map((r) => ({
@@ -65,9 +106,11 @@ export function deliveryJobs(
         JSON.stringify({ authenticatedAs: envelope.client.authenticatedAs ?? null, id: m.id }),
       ),
       done: (outcome) => {
-        ctx.core.activeMessages.delete(m.id);
+        ctx.holds.release(queue, m.id);
         const verdicts = verdictsOf(ctx, m, rows, outcome, Date.now(), nextHopRetryAt);
-        if ('error' in outcome && outcome.nextHop)
+        // A permanent refusal (no such domain, null MX) fails its mail; it does not make the
+        // queue wait for a retry.
+        if ('error' in outcome && outcome.nextHop && !outcome.error.permanent)
           report.nextHopDown = `${outcome.error.code} ${outcome.error.status} ${outcome.error.message}`;
         else report.reached = true;
         ctx.core.store.defer(() => record(ctx, m, envelope, queue, verdicts, outcome));
@@ -97,7 +140,7 @@ export function deferForNextHop(
     const envelope = JSON.parse(m.envelope) as Envelope;
     const outcome = { error: { ...error, permanent: false }, nextHop: true } as const;
     const verdicts = verdictsOf(ctx, m, rows, outcome, now, retryAt);
-    record(ctx, m, envelope, queue, verdicts, outcome);
+    record(ctx, m, envelope, queue, verdicts, outcome, false);
   }
 }
 
@@ -158,8 +201,9 @@ function record(
   queue: string,
   verdicts: { row: RecipientRow; verdict: Verdict }[],
   outcome: DeliveryOutcome | { error: AttemptError },
+  attempted = true,
 ): void {
-  ctx.core.store.record(verdicts);
+  ctx.core.store.record(verdicts, attempted);
   const tracked = trackedMessage(m, envelope);
   const deferred = verdicts.filter((v) => v.verdict.kind === 'retry');
   if (deferred.length)

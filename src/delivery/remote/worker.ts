@@ -20,12 +20,12 @@ import { retryDelay } from '../../queue/retry.js';
 import type { Stage } from '../../queue/scheduler.js';
 import { notifyList, type MessageRow, type RecipientRow } from '../../queue/store/rows.js';
 import { addressInDomain } from '../../message/domains.js';
-import { deferForNextHop, deliveryJobs, type JobContext, type RoundReport } from './jobs.js';
+import { deferForNextHop, deliveryJobs, RoundHolds, type JobContext, type RoundReport } from './jobs.js';
 import { connectionsFor } from './connections.js';
 import type { Destination } from './destination.js';
 import type { RemoteDelivery } from './remote-delivery.js';
 
-export interface RemoteWorkerOptions extends Omit<JobContext, 'core'> {
+export interface RemoteWorkerOptions extends Omit<JobContext, 'core' | 'holds'> {
   remote: Pick<RemoteDelivery, 'run' | 'runOnSocket' | 'idleSessions' | 'close'>;
   maxConnectionsPerQueue: number;
   maxConnections: number;
@@ -40,12 +40,19 @@ export class RemoteDeliveryWorker implements Stage {
   private connectionsInUse = 0;
   private stopped = false;
   private readonly ctx: JobContext;
+  /** Messages each queue's round holds (another queue may send the same message at once). */
+  private readonly holds = new RoundHolds();
 
   constructor(
-    private readonly core: Pick<QueueCore, 'store' | 'bodies' | 'wake' | 'finish' | 'activeMessages'>,
+    private readonly core: Pick<QueueCore, 'store' | 'bodies' | 'wake' | 'finish'>,
     private readonly options: RemoteWorkerOptions,
   ) {
-    this.ctx = { ...options, core };
+    this.ctx = { ...options, core, holds: this.holds };
+  }
+
+  /** A round is sending this message now (the viewer shows it Active). */
+  isSending(messageId: string): boolean {
+    return this.holds.holdsMessage(messageId);
   }
 
   /** A round is under way for this queue (the viewer shows it Active). */
@@ -65,7 +72,7 @@ export class RemoteDeliveryWorker implements Stage {
     const now = Date.now();
     const more = await this.sweepDeadlines(now);
     const { store } = this.core;
-    this.deferInRetry(now);
+    await this.deferInRetry(now);
     for (const queue of store.remoteQueues.due(now)) {
       if (this.serving.has(queue.name) || store.queueFrozen(queue.name)) continue;
       if (this.connectionsInUse >= this.options.maxConnections) break;
@@ -83,13 +90,13 @@ export class RemoteDeliveryWorker implements Stage {
   }
 
   /** Recipients that arrived in a queue in Retry are deferred with its error, unsent. */
-  private deferInRetry(now: number): void {
+  private async deferInRetry(now: number): Promise<void> {
     const { store } = this.core;
     for (const queue of store.remoteQueues.inRetry(now)) {
       if (store.queueFrozen(queue.name)) continue;
       const ids = store.remoteQueues
         .readyMessageIds(queue.name, ROUND)
-        .filter((id) => !this.core.activeMessages.has(id));
+        .filter((id) => !this.holds.has(queue.name, id));
       if (!ids.length) continue;
       const messages = ids.map((id) => store.message(id)).filter((m): m is MessageRow => !!m && !m.frozen);
       const rows = store.remoteQueues.rowsOfMany(ids, queue.name);
@@ -104,6 +111,9 @@ export class RemoteDeliveryWorker implements Stage {
           queue.retry_at,
         ),
       );
+      // Some may have expired or owe a delay notice now.
+      this.core.wake(STAGE.dsn);
+      await this.core.finish(messages.map((m) => m.id));
       // More may wait behind this batch.
       if (messages.length === ROUND) this.core.wake(STAGE.remote);
     }
@@ -114,7 +124,10 @@ export class RemoteDeliveryWorker implements Stage {
     const { store } = this.core;
     const rows = store.remoteQueues
       .dueDeadlines(now, ROUND)
-      .filter((r) => !this.core.activeMessages.has(r.message_id) && !this.serving.has(r.queue));
+      .filter(
+        (r) =>
+          !this.holds.has(r.queue, r.message_id) && !this.serving.has(r.queue) && !store.queueFrozen(r.queue),
+      );
     if (!rows.length) return false;
     const messages = new Map<string, MessageRow | undefined>();
     const failed: { row: RecipientRow; message: MessageRow }[] = [];
@@ -163,8 +176,8 @@ export class RemoteDeliveryWorker implements Stage {
     for (let round = 0; round < 1000 && !this.stopped; round++) {
       if (store.queueFrozen(queue)) return;
       const ids = store.remoteQueues
-        .dueMessageIds(queue, ROUND + this.core.activeMessages.size)
-        .filter((id) => !this.core.activeMessages.has(id))
+        .dueMessageIds(queue, ROUND + this.holds.count(queue))
+        .filter((id) => !this.holds.has(queue, id))
         .slice(0, ROUND);
       if (!ids.length) {
         store.remoteQueues.dropIfEmpty(queue);
@@ -177,19 +190,26 @@ export class RemoteDeliveryWorker implements Stage {
       const retryAt = Date.now() + retryDelay(this.options.retry, failures) * 1000;
       const jobs = deliveryJobs(this.ctx, queue, messages, (m) => rows.get(m.id) ?? [], report, retryAt);
       if (!jobs.length) return;
-      const connections = connectionsFor({
-        jobs: jobs.length,
-        perNextHop: this.options.maxConnectionsPerQueue,
-        total: this.options.maxConnections,
-        inUse: this.connectionsInUse,
-        idleElsewhere: this.options.remote.idleSessions(destination),
-      });
+      // A queue coming back from Retry is probed with one session, not one per four messages.
+      const probing = failures > 1;
+      const connections = probing
+        ? 1
+        : connectionsFor({
+            jobs: jobs.length,
+            perNextHop: this.options.maxConnectionsPerQueue,
+            total: this.options.maxConnections,
+            inUse: this.connectionsInUse,
+            idleElsewhere: this.options.remote.idleSessions(destination),
+          });
       this.connectionsInUse += connections;
       try {
         await this.options.remote.run(destination, jobs, connections);
       } finally {
         this.connectionsInUse -= connections;
       }
+      // Stopped while the round ran and the database is closed: its results are lost, and
+      // the mail is sent again after the restart (Maildir and DSN ids make that harmless).
+      if (!store.open) return;
       store.flush();
       const down = report.nextHopDown !== undefined && !report.reached;
       store.transaction(() => {
@@ -239,6 +259,11 @@ export class RemoteDeliveryWorker implements Stage {
     return this.core.store.holds
       .heldRows(queues)
       .filter((r) => domains.some((d) => addressInDomain(r.address, d)));
+  }
+
+  /** No new rounds; the one under way finishes (called before the scheduler waits). */
+  stopping(): void {
+    this.stopped = true;
   }
 
   async stop(): Promise<void> {

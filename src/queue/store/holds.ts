@@ -30,7 +30,8 @@ export class Holds {
     const held = this.db
       .sql(
         `SELECT ${facts} FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.hold_reason IS NOT NULL AND r.next_attempt <= ? AND r.state = 'retry' AND m.frozen = 0 LIMIT ?`,
+         WHERE r.hold_reason IS NOT NULL AND r.next_attempt <= ? AND r.state = 'retry' AND m.frozen = 0
+         AND r.queue NOT IN (SELECT name FROM queue_flags WHERE frozen = 1) LIMIT ?`,
       )
       .all(now, limit) as (RecipientRow & RoutingFacts)[];
     return [...waiting, ...held];

@@ -248,21 +248,19 @@ export class QueueStore implements SqlSource {
     if (!live.length) return [];
     const out = new Map<string, MessageRow>();
     const now = Date.now();
+    // Two index ranges a queue, ready rows then due retries, each stopping at its limit;
+    // frozen messages are left out in SQL, so any number of them cannot stall the queue.
+    const due = this.sql(
+      `SELECT m.* FROM recipients r JOIN messages m ON m.id = r.message_id
+       WHERE r.queue = ? AND r.state = ? AND r.next_attempt <= ? AND m.frozen = 0 LIMIT ?`,
+    );
     for (const queue of live) {
-      // Two index ranges: ready rows, then retry rows that are due.
-      const ids = this.sql(
-        `SELECT DISTINCT message_id FROM (
-           SELECT message_id FROM recipients WHERE queue = ? AND state = 'ready' AND next_attempt <= ?
-           UNION ALL
-           SELECT message_id FROM recipients WHERE queue = ? AND state = 'retry' AND next_attempt <= ?)
-         LIMIT ?`,
-      )
-        .pluck()
-        .all(queue, now, queue, now, limit + busy.size) as string[];
-      for (const id of ids) {
-        if (busy.has(id) || out.has(id)) continue;
-        const m = this.message(id);
-        if (m && !m.frozen) out.set(id, m);
+      for (const state of ['ready', 'retry']) {
+        for (const m of due.all(queue, state, now, limit + busy.size) as MessageRow[]) {
+          if (busy.has(m.id) || out.has(m.id)) continue;
+          out.set(m.id, m);
+          if (out.size >= limit) break;
+        }
         if (out.size >= limit) break;
       }
     }
@@ -320,17 +318,22 @@ export class QueueStore implements SqlSource {
   }
 
   /** Applies verdicts (decided in queue/outcomes.ts) to their rows. */
-  record(verdicts: { row: RecipientRow; verdict: Verdict }[]): void {
+  /**
+   * `attempted` false: verdicts given without an attempt (mail deferred because its queue's
+   * next hop is in Retry) do not count as attempts, so the glitch retries stay theirs.
+   */
+  record(verdicts: { row: RecipientRow; verdict: Verdict }[], attempted = true): void {
+    const attempt = attempted ? 1 : 0;
     const delivered = this.sql(
       `UPDATE recipients SET state = 'done', outcome = ?, status = '2.0.0', dsn_pending = ?,
-       attempts = attempts + 1, last_error = NULL, recheck = 0, remote_mta = ?, deadline = NULL WHERE id = ?`,
+       attempts = attempts + ${attempt}, last_error = NULL, recheck = 0, remote_mta = ?, deadline = NULL WHERE id = ?`,
     );
     const failed = this.sql(
       `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, dsn_pending = ?,
-       attempts = attempts + 1, last_error = ?, recheck = 0, remote_mta = ?, deadline = NULL WHERE id = ?`,
+       attempts = attempts + ${attempt}, last_error = ?, recheck = 0, remote_mta = ?, deadline = NULL WHERE id = ?`,
     );
     const retry = this.sql(
-      `UPDATE recipients SET state = 'retry', attempts = attempts + 1, next_attempt = ?, last_error = ?,
+      `UPDATE recipients SET state = 'retry', attempts = attempts + ${attempt}, next_attempt = ?, last_error = ?,
        first_failure = COALESCE(first_failure, ?), delay_notified = ?, dsn_pending = COALESCE(?, dsn_pending),
        recheck = 0, deadline = ? WHERE id = ?`,
     );

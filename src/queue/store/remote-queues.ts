@@ -11,27 +11,22 @@ import type { SqlSource } from './database.js';
 import type { RecipientRow, RemoteQueueRow } from './rows.js';
 
 export class RemoteQueues {
-  /** Names with a row: placing a recipient adds its queue once, not per message. */
-  private known: Set<string> | undefined;
-
   constructor(private readonly store: SqlSource) {}
 
-  private names(): Set<string> {
-    this.known ??= new Set(this.store.sql('SELECT name FROM remote_queues').pluck().all() as string[]);
-    return this.known;
-  }
-
-  /** Records the queue of a next hop the first time a recipient is placed in it. */
+  /**
+   * Records the queue of a next hop when a recipient is placed in it, and where it connects
+   * now: a reload that changes a connector's smart host, port, security or the
+   * organisation secret reaches the queue with the next recipient placed in it. Part of
+   * the placing transaction, so a rollback takes it back too.
+   */
   ensure(name: string, destination: string): void {
-    const names = this.names();
-    if (names.has(name)) return;
     this.store
       .sql(
         `INSERT INTO remote_queues (name, destination) VALUES (?, ?)
-         ON CONFLICT(name) DO UPDATE SET destination = excluded.destination`,
+         ON CONFLICT(name) DO UPDATE SET destination = excluded.destination
+         WHERE destination != excluded.destination`,
       )
       .run(name, destination);
-    names.add(name);
   }
 
   /** A reload may change where a queue connects: newly placed rows carry the new one. */
@@ -69,19 +64,30 @@ export class RemoteQueues {
       .all(name, limit) as string[];
   }
 
-  /** Messages (not frozen) with recipients to send in `name` now, in arrival order of their rows. */
+  /**
+   * Messages (not frozen) with recipients to send in `name` now: ready rows first, then
+   * retries that are due. Two index ranges, each stopping at `limit`.
+   */
   dueMessageIds(name: string, limit: number): string[] {
-    return this.store
+    const ready = this.store
       .sql(
-        `SELECT DISTINCT due.message_id FROM (
-           SELECT message_id FROM recipients WHERE queue = ? AND state = 'ready'
-           UNION ALL
-           SELECT message_id FROM recipients WHERE queue = ? AND state = 'retry' AND next_attempt <= ?) due
-         JOIN messages m ON m.id = due.message_id WHERE m.frozen = 0
-         LIMIT ?`,
+        `SELECT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.queue = ? AND r.state = 'ready' AND m.frozen = 0 LIMIT ?`,
       )
       .pluck()
-      .all(name, name, Date.now(), limit) as string[];
+      .all(name, limit) as string[];
+    const ids = new Set(ready);
+    if (ids.size < limit) {
+      const retries = this.store
+        .sql(
+          `SELECT r.message_id FROM recipients r JOIN messages m ON m.id = r.message_id
+           WHERE r.queue = ? AND r.state = 'retry' AND r.next_attempt <= ? AND m.frozen = 0 LIMIT ?`,
+        )
+        .pluck()
+        .all(name, Date.now(), limit) as string[];
+      for (const id of retries) if (ids.size < limit) ids.add(id);
+    }
+    return [...ids];
   }
 
   /** Due rows of `name` for many messages in one query, by message id. */
@@ -130,15 +136,14 @@ export class RemoteQueues {
       .get(name);
     if (open) return;
     this.store.sql('DELETE FROM remote_queues WHERE name = ?').run(name);
-    this.known?.delete(name);
   }
 
   /** When the remote stage next has something to do by the clock. */
   nextDue(): number | undefined {
     const queueRetry = this.store
-      .sql('SELECT MIN(retry_at) FROM remote_queues WHERE retry_at > 0')
+      .sql('SELECT MIN(retry_at) FROM remote_queues WHERE retry_at > ?')
       .pluck()
-      .get() as number | null;
+      .get(Date.now()) as number | null;
     // Recipients' own retries, in queues whose next hop is not in Retry: the others wait
     // for their queue (and may be due already, which must not spin the stage). One index
     // probe a queue: a join let SQLite walk every retrying row of a dead queue.
@@ -167,7 +172,8 @@ export class RemoteQueues {
     return this.store
       .sql(
         `SELECT r.* FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE r.deadline IS NOT NULL AND r.deadline <= ? AND m.frozen = 0 ORDER BY r.deadline LIMIT ?`,
+         WHERE r.deadline IS NOT NULL AND r.deadline <= ? AND m.frozen = 0
+         AND r.queue NOT IN (SELECT name FROM queue_flags WHERE frozen = 1) ORDER BY r.deadline LIMIT ?`,
       )
       .all(now, limit) as RecipientRow[];
   }

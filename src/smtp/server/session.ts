@@ -145,23 +145,31 @@ export class SmtpSession implements SessionContext {
 
   start(): void {
     this.log('+', '');
-    if (this.server.sinks.length) {
-      // Connect sinks answer before the banner; the client is not read until they have.
-      void askSinks(this, 'connect').then(
-        () => this.open(),
-        (err: TransportError) => {
-          this.send(err.reply);
-          this.socket.end();
-        },
-      );
-      return;
-    }
-    this.open();
-  }
-
-  private open(): void {
     this.attach(this.socket);
     this.socket.setNoDelay(true);
+    if (!this.server.sinks.length) {
+      this.banner();
+      return;
+    }
+    // Connect sinks answer before the banner; input is held (not pumped) until they have,
+    // and a client that leaves meanwhile ends the session as any other.
+    this.pumping = true;
+    void askSinks(this, 'connect').then(
+      () => {
+        this.pumping = false;
+        if (this.mode === 'closed') return;
+        this.banner();
+        if (this.input.pending.length) void this.pump();
+      },
+      (err: TransportError) => {
+        this.pumping = false;
+        this.send(err.reply);
+        this.close();
+      },
+    );
+  }
+
+  private banner(): void {
     this.send(
       reply(
         220,
