@@ -28,6 +28,7 @@ import type { Categorizer, Leaf, Route } from './categorizer.js';
 import { expandedPlacement, placeRecipient } from './placement.js';
 import type { QueueSink } from '../sinks/sink.js';
 import { notifyQueueSinks, routeAfterSinks } from '../sinks/runner.js';
+import type { StageQueue } from '../queue/core.js';
 
 /** The next hop routing would choose now, if it is open (a remote queue and its destination). */
 export type OpenNextHop = (
@@ -49,15 +50,13 @@ export interface CategorizerWorkerOptions {
 }
 
 /** What the categorizer stage needs of the queue core: small enough to fake in a unit test. */
-export interface CategorizerQueue {
+export interface CategorizerQueue extends StageQueue {
   store: Pick<
     QueueStore,
     'dueMessages' | 'dueRowsOf' | 'defer' | 'flush' | 'place' | 'insertPlaced' | 'queueFrozen' | 'transaction'
   >;
   bodies: Pick<BodyCache, 'head'>;
   activeMessages: Set<string>;
-  wake(stage: StageName): void;
-  finish(messageIds: Iterable<string>): Promise<void>;
 }
 
 const BATCH = 50;

@@ -8,7 +8,7 @@
 // TRIGGERS  woken by a delivery round, the categorizer or routing when a DSN is owed;
 //           wakes the categorizer, which routes the DSNs like any message.
 import { promises as fsp } from 'node:fs';
-import { STAGE, type StageName } from '../queue/names.js';
+import { STAGE } from '../queue/names.js';
 import type { QueueStore } from '../queue/store/queue-store.js';
 import { Spool, type Envelope, type SpooledMessage } from '../queue/spool.js';
 import { QUEUE } from '../queue/names.js';
@@ -20,6 +20,7 @@ import { trackingEvent } from '../tracking/events.js';
 import { buildDsn } from './dsn.js';
 import { reportRow } from './report-rows.js';
 import { Badmail, badmailReport } from './badmail.js';
+import type { StageQueue } from '../queue/core.js';
 
 export interface DsnWorkerOptions {
   serverName: string;
@@ -32,7 +33,7 @@ export interface DsnWorkerOptions {
 }
 
 /** What the DSN stage needs of the queue core: small enough to fake in a unit test. */
-export interface DsnQueue {
+export interface DsnQueue extends StageQueue {
   store: Pick<
     QueueStore,
     | 'messagesOwingDsn'
@@ -44,8 +45,6 @@ export interface DsnQueue {
     | 'transaction'
   >;
   spool: Pick<Spool, 'fileFor' | 'createWriter'>;
-  wake(stage: StageName): void;
-  finish(messageIds: Iterable<string>): Promise<void>;
 }
 
 const BATCH = 50;

@@ -15,6 +15,16 @@ import { QueueStore } from './store/queue-store.js';
 import { BodyCache } from './bodies.js';
 import { recoverQueue, type QueueRecovery } from './recovery.js';
 
+/**
+ * What every stage worker asks of the core beyond its own store methods: wake a stage by
+ * name, and finish messages with nothing left to do. Each worker's queue interface extends
+ * it with the store methods it uses, small enough to fake in a unit test.
+ */
+export interface StageQueue {
+  wake(stage: StageName): void;
+  finish(messageIds: Iterable<string>): Promise<void>;
+}
+
 export interface QueueCoreOptions {
   dataDir: string;
   spool: Spool;
@@ -23,7 +33,7 @@ export interface QueueCoreOptions {
   onSubmitted?: (message: SpooledMessage) => void;
 }
 
-export class QueueCore {
+export class QueueCore implements StageQueue {
   readonly store: QueueStore;
   readonly scheduler: Scheduler;
   readonly bodies = new BodyCache();

@@ -1,6 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { deadlineFor, expired, nextHopVerdict, verdictFor, type VerdictInput } from './outcomes.js';
+import {
+  deadlineFor,
+  deadlineVerdict,
+  expired,
+  nextHopVerdict,
+  verdictFor,
+  type VerdictInput,
+} from './outcomes.js';
 import type { RetryPolicy } from './retry.js';
 
 const policy: RetryPolicy = {
@@ -122,4 +129,34 @@ test('a next hop that is down: the recipient waits for its queue, with its delay
   );
   assert.equal(deadlineFor(policy, 0, true), 2 * 86400_000);
   assert.equal(deadlineFor({ ...policy, delayNotification: 3 * 86400 }, 0, false), 2 * 86400_000);
+});
+
+test('a deadline without an attempt: the delay notice once, with the queue error; 4.4.7 at expiry', () => {
+  const base = {
+    receivedAt: now - 13 * 3600_000,
+    now,
+    policy,
+    notify: undefined,
+    sender: 'alice@example.com',
+    notifyPolicy,
+    lastError: null,
+    queueError: '451 4.4.1 Cannot connect to 127.0.0.9:25: ECONNREFUSED',
+  };
+  assert.deepEqual(deadlineVerdict(base), {
+    kind: 'delay-notice',
+    dsn: 'delay',
+    nextDeadline: now - 13 * 3600_000 + 2 * 86400_000,
+    lastError: '451 4.4.1 Cannot connect to 127.0.0.9:25: ECONNREFUSED',
+  });
+  assert.equal((deadlineVerdict({ ...base, notify: ['FAILURE'] }) as { dsn: string | null }).dsn, null);
+  const late = deadlineVerdict({ ...base, receivedAt: now - 2 * 86400_000 });
+  assert.equal(late.kind, 'expired');
+  const verdict = late.kind === 'expired' ? late.verdict : undefined;
+  assert.equal(verdict?.kind === 'failed' && verdict.status, '4.4.7');
+  assert.match(verdict?.kind === 'failed' ? verdict.lastError : '', /Last error: 451 4\.4\.1 Cannot connect/);
+  const noError = deadlineVerdict({ ...base, receivedAt: now - 3 * 86400_000, queueError: null });
+  assert.match(
+    noError.kind === 'expired' && noError.verdict.kind === 'failed' ? noError.verdict.lastError : '',
+    /the next hop was not reached in time/,
+  );
 });

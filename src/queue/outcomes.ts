@@ -145,3 +145,34 @@ export function nextHopVerdict(input: VerdictInput, queueRetryAt: number): Verdi
   const deadline = deadlineFor(input.policy, input.receivedAt, verdict.delayNotified);
   return { ...verdict, nextAttempt: queueRetryAt, deadline };
 }
+
+/**
+ * A remote recipient's deadline has come without its queue trying it (the next hop down,
+ * or a backlog): past the expiration it fails with 4.4.7 and the last error (its own, else
+ * its queue's); otherwise it owes its delay notice once and next waits for its expiry.
+ */
+export function deadlineVerdict(input: {
+  receivedAt: number;
+  now: number;
+  policy: RetryPolicy;
+  notify: string[] | undefined;
+  sender: string;
+  notifyPolicy: NotifyPolicy;
+  lastError: string | null;
+  queueError: string | null;
+}):
+  | { kind: 'expired'; verdict: Verdict }
+  | { kind: 'delay-notice'; dsn: string | null; nextDeadline: number; lastError: string | null } {
+  const expiry = input.receivedAt + input.policy.expiration * 1000;
+  if (input.now >= expiry) {
+    const lastError = input.lastError ?? input.queueError ?? 'the next hop was not reached in time';
+    return { kind: 'expired', verdict: expired(input, lastError) };
+  }
+  return {
+    kind: 'delay-notice',
+    dsn: input.notifyPolicy('delay', input.notify, input.sender),
+    nextDeadline: expiry,
+    // The notice says what held it up: the queue's error when it never tried this one.
+    lastError: input.queueError,
+  };
+}

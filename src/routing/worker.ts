@@ -8,7 +8,7 @@
 //           (releaseAfterLinkChange), by ETRN; by the clock at the earliest hold time.
 //           Wakes remote delivery, and the DSN stage when something failed.
 import type { Logger } from 'pino';
-import { RELEASED_BY_LINK_STATE, STAGE, type StageName } from '../queue/names.js';
+import { RELEASED_BY_LINK_STATE, STAGE } from '../queue/names.js';
 import type { QueueStore } from '../queue/store/queue-store.js';
 import type { Holds } from '../queue/store/holds.js';
 import { deadlineFor, type NotifyPolicy } from '../queue/outcomes.js';
@@ -20,14 +20,13 @@ import type { Route } from '../categorizer/categorizer.js';
 import type { NextHop } from './next-hop.js';
 import type { QueueSink } from '../sinks/sink.js';
 import { routeAfterSinks } from '../sinks/runner.js';
+import type { StageQueue } from '../queue/core.js';
 
 /** What the routing stage needs of the queue core: small enough to fake in a unit test. */
-export interface RoutingQueue {
+export interface RoutingQueue extends StageQueue {
   store: Pick<QueueStore, 'place' | 'queueFrozen' | 'transaction'> & {
     holds: Pick<Holds, 'dueForRouting' | 'fail' | 'hold' | 'nextHoldDue' | 'releaseHoldsFor'>;
   };
-  wake(stage: StageName): void;
-  finish(messageIds: Iterable<string>): Promise<void>;
 }
 
 export type RouteFn = (

@@ -8,7 +8,7 @@
 // TRIGGERS  woken by the categorizer when rows arrive, and by the clock for retries;
 //           wakes the DSN stage after each batch.
 import type { Logger } from 'pino';
-import { QUEUE, STAGE, type StageName } from '../../queue/names.js';
+import { QUEUE, STAGE } from '../../queue/names.js';
 import type { QueueStore } from '../../queue/store/queue-store.js';
 import type { BodyCache } from '../../queue/bodies.js';
 import { verdictFor, type NotifyPolicy, type Verdict } from '../../queue/outcomes.js';
@@ -22,6 +22,7 @@ import { trackedMessage, trackingEvent, type TrackedMessage } from '../../tracki
 import type { FailureRecorder } from '../../dsn/failures.js';
 import type { Route } from '../../categorizer/categorizer.js';
 import type { StoreDriver } from './store-driver.js';
+import type { StageQueue } from '../../queue/core.js';
 
 export interface LocalDeliveryOptions {
   driver: StoreDriver;
@@ -35,12 +36,10 @@ export interface LocalDeliveryOptions {
 }
 
 /** What local delivery needs of the queue core: small enough to fake in a unit test. */
-export interface LocalQueue {
+export interface LocalQueue extends StageQueue {
   store: Pick<QueueStore, 'dueMessages' | 'dueRowsOf' | 'defer' | 'flush' | 'record' | 'nextRetryIn'>;
   bodies: Pick<BodyCache, 'body'>;
   activeMessages: Set<string>;
-  wake(stage: StageName): void;
-  finish(messageIds: Iterable<string>): Promise<void>;
 }
 
 const BATCH = 32;

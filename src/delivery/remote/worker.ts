@@ -15,7 +15,7 @@
 import type { Socket } from 'node:net';
 import type { QueueCore } from '../../queue/core.js';
 import { STAGE } from '../../queue/names.js';
-import { expired } from '../../queue/outcomes.js';
+import { deadlineVerdict } from '../../queue/outcomes.js';
 import { retryDelay } from '../../queue/retry.js';
 import type { Stage } from '../../queue/scheduler.js';
 import { notifyList, type MessageRow, type RecipientRow } from '../../queue/store/rows.js';
@@ -131,27 +131,31 @@ export class RemoteDeliveryWorker implements Stage {
     if (!rows.length) return false;
     const messages = new Map<string, MessageRow | undefined>();
     const failed: { row: RecipientRow; message: MessageRow }[] = [];
-    const policy = this.options.retry;
     store.transaction(() => {
       for (const row of rows) {
         if (!messages.has(row.message_id)) messages.set(row.message_id, store.message(row.message_id));
         const m = messages.get(row.message_id);
         if (!m) continue;
-        const queueError = store.remoteQueues.get(row.queue)?.last_error;
-        const lastError = row.last_error ?? queueError ?? 'the next hop was not reached in time';
-        const input = { notify: notifyList(row), sender: m.sender, notifyPolicy: this.options.notifyPolicy };
-        if (now - m.received_at >= policy.expiration * 1000) {
-          store.record([{ row, verdict: expired(input, lastError) }]);
+        const decision = deadlineVerdict({
+          receivedAt: m.received_at,
+          now,
+          policy: this.options.retry,
+          notify: notifyList(row),
+          sender: m.sender,
+          notifyPolicy: this.options.notifyPolicy,
+          lastError: row.last_error,
+          queueError: store.remoteQueues.get(row.queue)?.last_error ?? null,
+        });
+        if (decision.kind === 'expired') {
+          store.record([{ row, verdict: decision.verdict }]);
           failed.push({ row, message: m });
         } else {
-          const dsn = this.options.notifyPolicy('delay', input.notify, m.sender);
-          // The notice says what held it up: the queue's error when it never tried this one.
           store.remoteQueues.setDeadline(
             row.id,
-            m.received_at + policy.expiration * 1000,
+            decision.nextDeadline,
             true,
-            dsn,
-            queueError ?? null,
+            decision.dsn,
+            decision.lastError,
           );
         }
       }
