@@ -87,11 +87,13 @@ test('a connector that flaps within the damping window stays up, and goes down o
 test('"any local server" and leaf links stay up when their remote bridgehead stops; named ones go down', async () => {
   for (const n of ['B1', 'C1', 'D1']) if (!org.isRunning(n)) await org.start(n);
   await org.stop('A1');
-  // C → A names its local bridgeheads and C has another route: marked down.
-  await becomes('C1', 'C', 'CToA', 'down', 5000);
+  // C → A names its local bridgeheads and C has another route: marked down. On a loaded
+  // machine a probe of A1 can fail once while it is busy, which counts as a change for
+  // damping; the connector then goes down once the window has passed, so allow for that.
+  await becomes('C1', 'C', 'CToA', 'down', WINDOW_MS + 5000);
   // B → A: any local server can send over it [003:140]; D → A: D is a leaf node [003:1834].
   await holds('B1', 'B', 'BToA', 'up', 2000);
   assert.equal(await state('D1', 'D', 'DToA'), 'up');
   // The others learn C's view of the connector.
-  await becomes('B1', 'C', 'CToA', 'down', 5000);
+  await becomes('B1', 'C', 'CToA', 'down', 10_000);
 });
