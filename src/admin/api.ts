@@ -1,5 +1,7 @@
 // The admin API: the queue viewer, message tracking, diagnostic logging and counters of one
-// server, as JSON over HTTP. Bound to loopback by default; anywhere else it requires a token.
+// server, as JSON over HTTP. Bound to loopback by default, and never open unless `open` says
+// so: with no token at all every call but the OpenAPI description gets 401 (the wiring gives
+// it the token of <dataDir>/admin.token when none is configured, see token.ts).
 // Two roles, as the guide's view-only and full administrators: GET needs the read-only or
 // the administrator token, everything that changes state needs the administrator token.
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
@@ -9,6 +11,7 @@ import { CATEGORIES, type Category, type DiagnosticLevel, type EventLog } from '
 import { TransportError } from '../smtp/status.js';
 import type { TransportMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
+import { bearerToken, tokenMatches } from './token.js';
 
 export interface AdminDeps {
   serverName: string;
@@ -19,6 +22,8 @@ export interface AdminDeps {
   metrics: TransportMetrics;
   token?: string;
   readOnlyToken?: string;
+  /** adminApi.open: no token asked of anyone (loopback only, checked by the config). */
+  open?: boolean;
   info: () => Record<string, unknown>;
   linkState: () => Record<string, unknown> | undefined;
 }
@@ -63,14 +68,14 @@ function limit(v: unknown, fallback: number): number {
 
 export function buildAdminApi(d: AdminDeps): FastifyInstance {
   const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
-  const secured = Boolean(d.token || d.readOnlyToken);
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!secured || req.url === '/api/v1/openapi.json') return;
-    const header = req.headers.authorization ?? '';
-    const token = header.startsWith('Bearer ') ? header.slice(7) : '';
-    const admin = Boolean(d.token) && token === d.token;
-    const reader = admin || (Boolean(d.readOnlyToken) && token === d.readOnlyToken);
+    if (d.open === true || req.url === '/api/v1/openapi.json') return;
+    const token = bearerToken(req.headers.authorization);
+    const matches = (expected: string | undefined) =>
+      token !== undefined && expected !== undefined && tokenMatches(token, expected);
+    const admin = matches(d.token);
+    const reader = admin || matches(d.readOnlyToken);
     if (!reader) return reply.code(401).send({ error: 'a valid bearer token is required' });
     if (req.method !== 'GET' && req.method !== 'HEAD' && !admin) {
       return reply.code(403).send({ error: 'this token is read-only (view-only administrator)' });

@@ -1,11 +1,17 @@
 // The one HTTP client of the admin API for `bridgehead` commands that talk to a running
 // server: where the API is (--api, --config/--server, $BRIDGEHEAD_API, else the default),
-// the bearer token (--token, $BRIDGEHEAD_TOKEN), JSON in and out, and one readable CliError
-// for every way a call fails: the server not reached, or an answer 4xx/5xx (401/403 a
-// token refused, 404 nothing there, any other) with the text the server gave and the HTTP
-// status. `run` (commands.ts) prints a CliError's message and exits with status 2.
+// the bearer token (--token, $BRIDGEHEAD_TOKEN, else the server's <dataDir>/admin.token:
+// --data-dir, the --config server's dataDir, or ./var for the default API), JSON in and
+// out, and one readable CliError for every way a call fails: the server not reached, or an
+// answer 4xx/5xx (401/403 a token refused, with why no good token was sent; 404 nothing
+// there, any other) with the text the server gave and the HTTP status. `run` (commands.ts)
+// prints a CliError's message and exits with status 2.
+// SECURITY  the token file is read only for the server it belongs to (never sent to a URL
+//           given alone with --api or $BRIDGEHEAD_API unless --data-dir names the file).
+import path from 'node:path';
 import type { Command } from 'commander';
 import { allServers, loadConfigFile } from '../config/load.js';
+import { ADMIN_TOKEN_FILE, readAdminToken } from '../admin/token.js';
 
 export class CliError extends Error {}
 
@@ -15,6 +21,7 @@ export interface ApiOptions {
   token?: string;
   config?: string;
   server?: string;
+  dataDir?: string;
   json?: boolean;
 }
 
@@ -22,6 +29,8 @@ export interface ApiOptions {
 export interface Endpoint {
   name: string;
   url: string;
+  /** The server's <dataDir>/admin.token, read when no token is given. */
+  tokenFile?: string;
 }
 
 /** What a call answered: JSON when the server said so, else the bytes. */
@@ -38,7 +47,11 @@ export function withApi(cmd: Command): Command {
       '--api <url>',
       'admin API URL (default: from --config, $BRIDGEHEAD_API, or http://127.0.0.1:8025)',
     )
-    .option('--token <token>', 'bearer token (default $BRIDGEHEAD_TOKEN)')
+    .option(
+      '--token <token>',
+      "bearer token (default $BRIDGEHEAD_TOKEN, else the server's data directory/admin.token)",
+    )
+    .option('-d, --data-dir <dir>', "the server's data directory: send the token of its admin.token")
     .option('-c, --config <file>', 'organisation file: talk to its server(s)')
     .option('-s, --server <name>', 'the server of the organisation to talk to')
     .option('--json', 'print JSON');
@@ -50,10 +63,13 @@ export function withApi(cmd: Command): Command {
  * else the default.
  */
 export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
-  if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, '') }];
-  if (process.env.BRIDGEHEAD_API && !o.config) return [{ name: 'api', url: process.env.BRIDGEHEAD_API }];
+  const given = o.dataDir ? { tokenFile: path.resolve(o.dataDir, ADMIN_TOKEN_FILE) } : {};
+  if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, ''), ...given }];
+  if (process.env.BRIDGEHEAD_API && !o.config)
+    return [{ name: 'api', url: process.env.BRIDGEHEAD_API, ...given }];
   if (o.config) {
-    const servers = allServers(loadConfigFile(o.config).org).map((s) => s.server);
+    const loaded = loadConfigFile(o.config);
+    const servers = allServers(loaded.org).map((s) => s.server);
     const chosen = o.server
       ? servers.filter((s) => s.name.toLowerCase() === o.server!.toLowerCase())
       : allOfOrg
@@ -62,17 +78,69 @@ export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
     if (!chosen.length) throw new CliError(`no server "${o.server}" in ${o.config}`);
     return chosen.map((s) => {
       const host = s.adminApi.host === '0.0.0.0' ? s.address : s.adminApi.host;
-      return { name: s.name, url: `http://${host.includes(':') ? `[${host}]` : host}:${s.adminApi.port}` };
+      return {
+        name: s.name,
+        url: `http://${host.includes(':') ? `[${host}]` : host}:${s.adminApi.port}`,
+        tokenFile: given.tokenFile ?? path.resolve(loaded.baseDir, s.dataDir, ADMIN_TOKEN_FILE),
+      };
     });
   }
-  return [{ name: 'local', url: 'http://127.0.0.1:8025' }];
+  // The embedded defaults: `bridgehead serve` without --config keeps its data in ./var.
+  return [
+    {
+      name: 'local',
+      url: 'http://127.0.0.1:8025',
+      tokenFile: given.tokenFile ?? path.resolve('var', ADMIN_TOKEN_FILE),
+    },
+  ];
+}
+
+/** The token to send: given explicitly, else the one in the server's token file. */
+interface Credentials {
+  token?: string;
+  /** Why a refusal happened, for the 401/403 message. */
+  hint: string;
+}
+
+function credentials(endpoint: Endpoint, explicit: string | undefined): Credentials {
+  if (explicit) return { token: explicit, hint: '' };
+  const file = endpoint.tokenFile;
+  if (!file) {
+    return {
+      hint:
+        "; no token given: use --token or $BRIDGEHEAD_TOKEN, or --data-dir DIR (the server's " +
+        'data directory, whose admin.token the server requires)',
+    };
+  }
+  const read = readAdminToken(file);
+  if ('token' in read)
+    return {
+      token: read.token,
+      hint: `; the token in ${file} was refused: is it this server's data directory?`,
+    };
+  if (read.error === 'ENOENT') {
+    return {
+      hint:
+        `; no token given and no ${file}: use --token or $BRIDGEHEAD_TOKEN, or --data-dir DIR ` +
+        "(the server's data directory)",
+    };
+  }
+  return {
+    hint:
+      `; cannot read ${file} (${read.error}): run the command as the server's user (or root), ` +
+      'or give --token or $BRIDGEHEAD_TOKEN',
+  };
 }
 
 export class AdminClient {
+  private readonly credentials: Credentials;
+
   constructor(
     readonly endpoint: Endpoint,
-    private readonly token: string | undefined = process.env.BRIDGEHEAD_TOKEN,
-  ) {}
+    token: string | undefined = process.env.BRIDGEHEAD_TOKEN,
+  ) {
+    this.credentials = credentials(endpoint, token);
+  }
 
   /** The client of the one server the options name. */
   static of(o: ApiOptions): AdminClient {
@@ -116,7 +184,7 @@ export class AdminClient {
       res = await fetch(`${url}${path}`, {
         method,
         headers: {
-          ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
+          ...(this.credentials.token ? { authorization: `Bearer ${this.credentials.token}` } : {}),
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
@@ -130,8 +198,9 @@ export class AdminClient {
     const type = res.headers.get('content-type') ?? '';
     if (type.includes('application/json')) {
       const json = (await res.json()) as { error?: string };
+      const hint = res.status === 401 ? this.credentials.hint : '';
       if (res.status >= 400)
-        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})`);
+        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})${hint}`);
       return { status: res.status, json };
     }
     const bytes = Buffer.from(await res.arrayBuffer());

@@ -80,7 +80,12 @@ export function buildProgram(): Command {
       );
       process.stderr.write(
         server.adminUrl
-          ? `bridgehead: admin API on ${server.adminUrl}\n`
+          ? `bridgehead: admin API on ${server.adminUrl}` +
+              (server.adminTokenFile
+                ? ` (token in ${server.adminTokenFile})\n`
+                : server.server.adminApi.open
+                  ? ' (open: adminApi.open, no token asked)\n'
+                  : '\n')
           : `bridgehead: ${server.adminError}\n`,
       );
       for (const vs of server.virtualServers) {

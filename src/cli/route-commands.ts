@@ -41,15 +41,16 @@ interface LiveGroup {
 }
 
 /** The link state table as a running server holds it (versions, states, digest). */
-async function showLive(api: string, json: boolean): Promise<void> {
-  // One admin-API client for the CLI: the token from $BRIDGEHEAD_TOKEN, readable errors.
-  const body = (await new AdminClient({ name: api, url: api }).get('/api/v1/linkstate')) as {
+async function showLive(o: { api: string; json?: boolean; token?: string; dataDir?: string }): Promise<void> {
+  // One admin-API client for the CLI: the token (--token, $BRIDGEHEAD_TOKEN, --data-dir), readable errors.
+  const client = AdminClient.of({ api: o.api, token: o.token, dataDir: o.dataDir });
+  const body = (await client.get('/api/v1/linkstate')) as {
     master?: string;
     isMaster?: boolean;
     digest?: string;
     table?: { groups: Record<string, LiveGroup> };
   };
-  if (json) {
+  if (o.json) {
     process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
     return;
   }
@@ -79,45 +80,49 @@ export function addRouteCommands(program: Command): void {
     .description('the link state table: routing groups, members, connectors, address spaces, costs, states')
     .option('-c, --config <file>', 'organisation file')
     .option('--api <url>', "a running server's admin API: show its live link state table instead")
+    .option('--token <token>', 'with --api: bearer token (default $BRIDGEHEAD_TOKEN)')
+    .option('-d, --data-dir <dir>', "with --api: the server's data directory (its admin.token)")
     .option('--json', 'print JSON')
-    .action(async (o: { config?: string; json?: boolean; api?: string }) => {
-      const api = o.api ?? (o.config ? undefined : process.env.BRIDGEHEAD_API);
-      if (api) return showLive(api.replace(/\/$/, ''), o.json === true);
-      const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
-      const org = loaded.org;
-      const t = buildTopology(org);
-      const digest = topologyDigest(t);
-      if (o.json) {
-        process.stdout.write(`${JSON.stringify({ digest, ...t }, null, 2)}\n`);
-        return;
-      }
-      const out: string[] = [`Organisation: ${org.organisation.name}`, `Digest (MD5): ${digest}`, ''];
-      for (const g of org.routingGroups) {
-        const master = g.master ?? g.servers[0]?.name ?? '(none)';
-        out.push(`Routing group: ${g.name}   master: ${master}`);
-        for (const s of g.servers) {
-          const vs = s.virtualServers.map((v) => `${v.name} ${v.ip}:${v.port}`).join('; ');
-          out.push(`  server ${s.name} (${s.fqdn})  ${vs}`);
+    .action(
+      async (o: { config?: string; json?: boolean; api?: string; token?: string; dataDir?: string }) => {
+        const api = o.api ?? (o.config ? undefined : process.env.BRIDGEHEAD_API);
+        if (api) return showLive({ ...o, api: api.replace(/\/$/, '') });
+        const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
+        const org = loaded.org;
+        const t = buildTopology(org);
+        const digest = topologyDigest(t);
+        if (o.json) {
+          process.stdout.write(`${JSON.stringify({ digest, ...t }, null, 2)}\n`);
+          return;
         }
-        for (const c of t.connectors.filter((x) => x.group === g.name)) {
-          const target =
-            c.type === 'routingGroup'
-              ? `→ ${c.to}  remote bridgeheads: ${c.remoteBridgeheads.join(', ')}`
-              : `address spaces: ${c.addressSpaces.map((a) => `${a.type}:${a.pattern}:${a.cost}`).join(', ') || '(none)'}` +
-                (c.connectedRoutingGroups.length
-                  ? `  connected: ${c.connectedRoutingGroups.join(', ')}`
-                  : '') +
-                `  ${c.smartHosts.length ? `smart hosts ${c.smartHosts.join(', ')}` : 'DNS'}  scope ${c.scope}`;
-          out.push(
-            `  connector ${c.name} [${c.type === 'routingGroup' ? 'routing group' : 'SMTP'}] cost ${c.cost} ${c.state.toUpperCase()}`,
-            `      ${target}`,
-            `      local bridgeheads: ${c.localBridgeheads.length ? c.localBridgeheads.join(', ') : 'any local server'}`,
-          );
+        const out: string[] = [`Organisation: ${org.organisation.name}`, `Digest (MD5): ${digest}`, ''];
+        for (const g of org.routingGroups) {
+          const master = g.master ?? g.servers[0]?.name ?? '(none)';
+          out.push(`Routing group: ${g.name}   master: ${master}`);
+          for (const s of g.servers) {
+            const vs = s.virtualServers.map((v) => `${v.name} ${v.ip}:${v.port}`).join('; ');
+            out.push(`  server ${s.name} (${s.fqdn})  ${vs}`);
+          }
+          for (const c of t.connectors.filter((x) => x.group === g.name)) {
+            const target =
+              c.type === 'routingGroup'
+                ? `→ ${c.to}  remote bridgeheads: ${c.remoteBridgeheads.join(', ')}`
+                : `address spaces: ${c.addressSpaces.map((a) => `${a.type}:${a.pattern}:${a.cost}`).join(', ') || '(none)'}` +
+                  (c.connectedRoutingGroups.length
+                    ? `  connected: ${c.connectedRoutingGroups.join(', ')}`
+                    : '') +
+                  `  ${c.smartHosts.length ? `smart hosts ${c.smartHosts.join(', ')}` : 'DNS'}  scope ${c.scope}`;
+            out.push(
+              `  connector ${c.name} [${c.type === 'routingGroup' ? 'routing group' : 'SMTP'}] cost ${c.cost} ${c.state.toUpperCase()}`,
+              `      ${target}`,
+              `      local bridgeheads: ${c.localBridgeheads.length ? c.localBridgeheads.join(', ') : 'any local server'}`,
+            );
+          }
+          out.push('');
         }
-        out.push('');
-      }
-      process.stdout.write(`${out.join('\n')}`);
-    });
+        process.stdout.write(`${out.join('\n')}`);
+      },
+    );
 
   route
     .command('test')

@@ -113,10 +113,22 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
 
       const api = server.adminApi;
       const loopback = api.host === 'localhost' || api.host === '::1' || /^127\./.test(api.host);
-      if (!loopback && !api.token && !api.readOnlyToken) {
+      if (!loopback && !api.token && !api.readOnlyToken && !api.open) {
         errors.push({
           path: `${spath}.adminApi.token`,
           message: `the admin API listens on ${api.host}, beyond loopback: set a token`,
+        });
+      }
+      if (api.open && !loopback) {
+        errors.push({
+          path: `${spath}.adminApi.open`,
+          message: `the admin API listens on ${api.host}, beyond loopback: it cannot be open`,
+        });
+      }
+      if (api.open && (api.token || api.readOnlyToken)) {
+        errors.push({
+          path: `${spath}.adminApi.open`,
+          message: 'an open admin API takes no token: remove open or the token',
         });
       }
       const bindings = new Map<string, string>();

@@ -29,9 +29,11 @@ const adminApi = z
   .strictObject({
     host: z.string().default('127.0.0.1'),
     port: z.number().int().min(0).max(65535).default(8025),
-    /** Required when host is not loopback. */
-    token: z.string().optional(),
-    readOnlyToken: z.string().optional(),
+    /** Without one, the server makes one in <dataDir>/admin.token (unless open). */
+    token: z.string().min(1, 'an empty token would let anyone in').optional(),
+    readOnlyToken: z.string().min(1, 'an empty token would let anyone in').optional(),
+    /** No token at all: anyone who can reach the API may use it (loopback only). */
+    open: z.boolean().default(false),
   })
   .prefault({});
 

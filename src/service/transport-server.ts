@@ -71,6 +71,8 @@ export class TransportServer {
   /** Where the admin API listens ("http://host:port"), or why it does not. */
   adminUrl: string | undefined;
   adminError: string | undefined;
+  /** The file holding the admin API's token when none is configured. */
+  adminTokenFile: string | undefined;
   private readonly badmail: Badmail;
   private readonly startedAt = Date.now();
   private sendLog: ProtocolLog | undefined;
@@ -117,6 +119,7 @@ export class TransportServer {
     this.admin = admin.admin;
     this.adminUrl = admin.url;
     this.adminError = admin.error;
+    this.adminTokenFile = admin.tokenFile;
     await this.listenForLinkState();
     await this.startVirtualServers();
   }
