@@ -1,6 +1,6 @@
 // Starts a real `bridgehead serve` process on loopback with a generated organisation file.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import net from 'node:net';
@@ -135,6 +135,14 @@ export async function launch(o: {
       await exited;
     },
   };
+}
+
+/**
+ * The admin API's Authorization header, with the token a server made in its data directory
+ * (no adminApi.token configured): read from <dataDir>/admin.token as the CLI reads it.
+ */
+export function adminAuth(dataDir: string): { authorization: string } {
+  return { authorization: `Bearer ${readFileSync(path.join(dataDir, 'admin.token'), 'utf8').trim()}` };
 }
 
 export function cleanup(dir: string): void {

@@ -92,10 +92,10 @@ describe('greylisting', () => {
   });
 
   test('another triplet is greylisted afresh, and every deferral is counted', async () => {
-    const before = (await filterRejections(srv.api)).greylist ?? 0;
+    const before = (await filterRejections(srv)).greylist ?? 0;
     assert.equal(before, 2);
     const other = await mailRcpt(srv.port, '127.0.0.1', 'kim@fourthcoffee.test', 'postmaster@example.com');
     assert.equal(other.rcpt, '451 4.7.1 Greylisted, please try again in 2 seconds');
-    assert.equal((await filterRejections(srv.api)).greylist, 3);
+    assert.equal((await filterRejections(srv)).greylist, 3);
   });
 });

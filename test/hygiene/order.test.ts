@@ -6,7 +6,7 @@ import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { RunningServer } from '../helpers/server.js';
+import { adminAuth, type RunningServer } from '../helpers/server.js';
 import { spooledMessages } from '../helpers/spool.js';
 import type { RawSmtp } from '../helpers/smtp.js';
 import { probeFrom } from '../smtp/util.js';
@@ -34,8 +34,12 @@ async function sendData(c: RawSmtp, headers: string, body = 'hello'): Promise<st
 }
 
 /** bridgehead_badmail_total from /metrics. */
-async function badmailTotal(api: string | undefined): Promise<number> {
-  const text = await (await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(5000) })).text();
+async function badmailTotal(srv: { api?: string; dataDir: string }): Promise<number> {
+  const res = await fetch(`${srv.api}/metrics`, {
+    headers: adminAuth(srv.dataDir),
+    signal: AbortSignal.timeout(5000),
+  });
+  const text = await res.text();
   return Number(/^bridgehead_badmail_total (\S+)$/m.exec(text)?.[1] ?? NaN);
 }
 
@@ -105,9 +109,9 @@ describe('order of checks (SPEC §3), one row at a time', { skip }, () => {
 
   /** Runs `fn` and returns how much each filter counter grew meanwhile. */
   async function counted(fn: () => Promise<void>): Promise<Record<string, number>> {
-    const before = await filterRejections(srv.api);
+    const before = await filterRejections(srv);
     await fn();
-    const after = await filterRejections(srv.api);
+    const after = await filterRejections(srv);
     const delta: Record<string, number> = {};
     for (const [k, v] of Object.entries(after)) if (v !== (before[k] ?? 0)) delta[k] = v - (before[k] ?? 0);
     return delta;
@@ -196,7 +200,7 @@ describe('order of checks (SPEC §3), one row at a time', { skip }, () => {
   });
 
   test('4 MAIL: sender filter "accept without notifying": 250 is sent and the message goes to badmail', async () => {
-    const badmailBefore = await badmailTotal(archive.api);
+    const badmailBefore = await badmailTotal(archive);
     const c = await sessionFrom(archive.port, '127.0.0.1');
     let id: string;
     try {
@@ -213,7 +217,7 @@ describe('order of checks (SPEC §3), one row at a time', { skip }, () => {
     assert.equal((await spooledMessages(archive.dataDir)).filter((m) => m.envelope.id === id).length, 0);
     const e = await waitForFilterEvent(archive.dataDir, (x) => x.event === 'BADMAIL');
     assert.equal(e.sender, 'bulk@junk.test');
-    assert.equal(await badmailTotal(archive.api), badmailBefore + 1);
+    assert.equal(await badmailTotal(archive), badmailBefore + 1);
   });
 
   test('5 first RCPT: a listed client gets 550 5.7.1 with the custom text (before the recipient filter)', async () => {

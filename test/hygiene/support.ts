@@ -9,7 +9,7 @@ import path from 'node:path';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { Resolver } from 'node:dns/promises';
 import Database from 'better-sqlite3';
-import { cleanup, startServer, type RunningServer } from '../helpers/server.js';
+import { adminAuth, cleanup, startServer, type RunningServer } from '../helpers/server.js';
 import { RawSmtp } from '../helpers/smtp.js';
 import { run } from '../smtp/util.js';
 
@@ -285,9 +285,15 @@ export async function waitForFilterEvent(
 }
 
 /** bridgehead_filter_rejections_total by filter label, from the admin API's /metrics. */
-export async function filterRejections(api: string | undefined): Promise<Record<string, number>> {
-  if (!api) throw new Error('the server reported no admin API URL');
-  const res = await fetch(`${api}/metrics`, { signal: AbortSignal.timeout(5000) });
+export async function filterRejections(srv: {
+  api?: string;
+  dataDir: string;
+}): Promise<Record<string, number>> {
+  if (!srv.api) throw new Error('the server reported no admin API URL');
+  const res = await fetch(`${srv.api}/metrics`, {
+    headers: adminAuth(srv.dataDir),
+    signal: AbortSignal.timeout(5000),
+  });
   if (res.status !== 200) throw new Error(`/metrics answered ${res.status}`);
   const text = await res.text();
   const counts: Record<string, number> = {};

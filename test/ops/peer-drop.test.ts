@@ -70,6 +70,8 @@ test('a peer that drops the connection mid-transaction leaves the message in Ret
           'list',
           '--api',
           server.api!,
+          '--data-dir',
+          server.dataDir,
         ])
       ).find((x) => x.name === Q);
       return q?.state === 'Retry' ? q : undefined;

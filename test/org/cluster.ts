@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
+import { adminAuth } from '../helpers/server.js';
 
 export const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../src/cli/main.js');
 
@@ -353,7 +354,10 @@ export class Organisation {
   // ---------------------------------------------------------------- observation
 
   async api<T = any>(name: string, urlPath: string): Promise<T> {
-    const res = await fetch(`${this.info(name).api}${urlPath}`, { signal: AbortSignal.timeout(5000) });
+    const res = await fetch(`${this.info(name).api}${urlPath}`, {
+      headers: adminAuth(this.info(name).dataDir),
+      signal: AbortSignal.timeout(5000),
+    });
     if (!res.ok) throw new Error(`${name} ${urlPath}: HTTP ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   }

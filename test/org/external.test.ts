@@ -45,7 +45,15 @@ async function arrivesOnlyAt(which: keyof typeof rx, rcpt: string): Promise<void
 }
 
 async function queues(server: string): Promise<{ name: string; state: string; messageCount: number }[]> {
-  const r = await org.cli(['queue', 'list', '--api', org.info(server).api, '--json']);
+  const r = await org.cli([
+    'queue',
+    'list',
+    '--api',
+    org.info(server).api,
+    '--data-dir',
+    org.info(server).dataDir,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as { name: string; state: string; messageCount: number }[];
 }
@@ -112,7 +120,14 @@ test('a connector whose schedule never runs holds the mail (Scheduled); nothing 
     (await queues('S1')).find((x) => x.name === 'Never' && x.messageCount === 1),
   );
   assert.equal(q.state, 'Scheduled');
-  const readable = await org.cli(['queue', 'list', '--api', org.info('S1').api]);
+  const readable = await org.cli([
+    'queue',
+    'list',
+    '--api',
+    org.info('S1').api,
+    '--data-dir',
+    org.info('S1').dataDir,
+  ]);
   assert.match(readable.stdout, /^Never\s+Scheduled\s+1\s/m);
   // Several glitch-retry and retry intervals (1-2 s) later it is still held.
   await sleep(3000);
@@ -127,7 +142,17 @@ interface FoundMessage {
 }
 
 async function findByState(server: string, state: string): Promise<FoundMessage[]> {
-  const r = await org.cli(['queue', 'find', '--state', state, '--api', org.info(server).api, '--json']);
+  const r = await org.cli([
+    'queue',
+    'find',
+    '--state',
+    state,
+    '--api',
+    org.info(server).api,
+    '--data-dir',
+    org.info(server).dataDir,
+    '--json',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as FoundMessage[];
 }

@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { startServer, cleanup, type RunningServer } from '../helpers/server.js';
+import { adminAuth, startServer, cleanup, type RunningServer } from '../helpers/server.js';
 import { RawSmtp } from '../helpers/smtp.js';
 import { hashPassword } from '../../src/directory/passwords.js';
 
@@ -45,7 +45,7 @@ after(async () => {
 });
 
 async function api(path: string): Promise<any> {
-  return (await fetch(`${srv.api}${path}`)).json();
+  return (await fetch(`${srv.api}${path}`, { headers: adminAuth(srv.dataDir) })).json();
 }
 
 async function held(): Promise<number> {
