@@ -67,6 +67,15 @@ export function buildProgram(): Command {
       });
       await server.start();
       const r = server.recovery!;
+      const tightened = server.privacy?.tightened.length ?? 0;
+      if (tightened) {
+        process.stderr.write(
+          `bridgehead: made private: ${tightened} file(s) and directories under ${server.dataDir} ` +
+            'were readable by others (left by an older version?); now 0700/0600\n',
+        );
+      }
+      for (const f of server.privacy?.failed ?? [])
+        process.stderr.write(`bridgehead: warning: cannot set the mode of ${f.path}: ${f.error}\n`);
       process.stderr.write(
         `bridgehead: server ${server.server.name} (${server.server.fqdn}) data ${server.dataDir}\n` +
           `bridgehead: spool holds ${r.onDisk.size} message(s)` +

@@ -12,6 +12,7 @@ import {
   type RoutingGroupConfig,
 } from './schema.js';
 import { parseIpRange } from '../net/ip-range.js';
+import { mailboxFolderProblems } from './mailbox-folders.js';
 
 export interface ConfigProblem {
   path: string;
@@ -268,6 +269,7 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
     }
   });
 
+  errors.push(...mailboxFolderProblems(org));
   return { errors, warnings };
 }
 

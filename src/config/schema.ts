@@ -37,6 +37,31 @@ const adminApi = z
   })
   .prefault({});
 
+/** "0750" -> 0o750: YAML would read a bare 0750 as the decimal 750. */
+const octalMode = z
+  .string()
+  .regex(/^0?[0-7]{3}$/, 'a mode is three octal digits in quotes, e.g. "0750"')
+  .transform((m) => parseInt(m, 8))
+  .refine((m) => (m & 0o022) === 0, 'must not give write access to group or others');
+
+/**
+ * Maildir modes of a store: private (0700/0600) unless the store is shared with a program
+ * that runs as another user, e.g. Dovecot as vmail in the data directory's group.
+ */
+const maildirModes = z
+  .strictObject({
+    directoryMode: octalMode
+      .refine((m) => (m & 0o700) === 0o700, "must give the server's user rwx (0700)")
+      .prefault('0700'),
+    fileMode: octalMode
+      .refine((m) => (m & 0o600) === 0o600, "must give the server's user rw (0600)")
+      .refine((m) => (m & 0o111) === 0, 'a message is not a program: no execute bits')
+      .prefault('0600'),
+  })
+  .prefault({});
+
+const mailboxStore = z.strictObject({ name, maildir: maildirModes });
+
 export const serverSchema = z.strictObject({
   name,
   fqdn: z.string().trim().min(1),
@@ -45,7 +70,7 @@ export const serverSchema = z.strictObject({
   /** Address for the link state port and organisation traffic to this server. */
   address: z.string().default('127.0.0.1'),
   linkStatePort: z.number().int().min(1).max(65535).default(691),
-  mailboxStores: z.array(z.strictObject({ name })).default([{ name: 'Mailbox Store' }]),
+  mailboxStores: z.array(mailboxStore).prefault([{ name: 'Mailbox Store' }]),
   virtualServers: z.array(virtualServerSchema).min(1, 'a server needs at least one virtual server'),
   messageTracking: tracking,
   adminApi,

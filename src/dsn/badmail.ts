@@ -11,7 +11,7 @@ export class Badmail {
   constructor(readonly dir: string) {}
 
   private async prepare(id: string): Promise<{ message: string; report: string }> {
-    await fsp.mkdir(this.dir, { recursive: true });
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
     return { message: path.join(this.dir, `${id}.bad`), report: path.join(this.dir, `${id}.bdr`) };
   }
 
@@ -19,7 +19,9 @@ export class Badmail {
   async copy(id: string, spoolFile: string, report: string): Promise<string> {
     const target = await this.prepare(id);
     await fsp.copyFile(spoolFile, target.message).catch(() => undefined);
-    await fsp.writeFile(target.report, report.endsWith('\n') ? report : `${report}\n`).catch(() => undefined);
+    await fsp
+      .writeFile(target.report, report.endsWith('\n') ? report : `${report}\n`, { mode: 0o600 })
+      .catch(() => undefined);
     return target.message;
   }
 
@@ -27,7 +29,7 @@ export class Badmail {
   async move(id: string, spoolFile: string, report: string): Promise<string> {
     const target = await this.prepare(id);
     await fsp.rename(spoolFile, target.message);
-    await fsp.writeFile(target.report, `${report}\n`).catch(() => undefined);
+    await fsp.writeFile(target.report, `${report}\n`, { mode: 0o600 }).catch(() => undefined);
     return target.message;
   }
 }

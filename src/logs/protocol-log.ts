@@ -32,7 +32,10 @@ export class ProtocolLog {
   private rotate(day: string): void {
     this.stream?.end();
     this.day = day;
-    this.stream = createWriteStream(path.join(this.dir, `${this.prefix}${day}.log`), { flags: 'a' });
+    this.stream = createWriteStream(path.join(this.dir, `${this.prefix}${day}.log`), {
+      flags: 'a',
+      mode: 0o600,
+    });
     this.stream.on('error', () => undefined);
     void this.prune();
   }
@@ -62,7 +65,7 @@ export class ProtocolLog {
   ): Promise<ProtocolLog> {
     const slug = virtualServer.replace(/[^A-Za-z0-9._-]+/g, '_');
     const dir = path.join(dataDir, 'logs', 'protocol', direction, slug);
-    await fsp.mkdir(dir, { recursive: true });
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     return new ProtocolLog(dir, direction === 'receive' ? 'RECV' : 'SEND', virtualServer, retentionDays);
   }
 }

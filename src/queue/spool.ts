@@ -311,8 +311,8 @@ export class Spool {
   }
 
   async init(): Promise<void> {
-    await fsp.mkdir(this.dir, { recursive: true });
-    await fsp.mkdir(this.freeDir, { recursive: true });
+    await fsp.mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await fsp.mkdir(this.freeDir, { recursive: true, mode: 0o700 });
     if (this.workers.length) return;
     for (const name of await fsp.readdir(this.freeDir)) {
       const file = path.join(this.freeDir, name);
@@ -490,7 +490,7 @@ export class Spool {
         report.messages.push({ envelope: read.envelope, size: read.message.length, file });
       } catch {
         const corruptDir = path.join(path.dirname(this.dir), 'corrupt');
-        await fsp.mkdir(corruptDir, { recursive: true });
+        await fsp.mkdir(corruptDir, { recursive: true, mode: 0o700 });
         await fsp.rename(file, path.join(corruptDir, name));
         report.corrupt.push(name);
       }

@@ -22,9 +22,9 @@ async function selfSignedContext(dataDir: string, fqdn: string): Promise<tls.Sec
       algorithm: 'sha256',
       extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: fqdn }] }],
     });
-    await fsp.mkdir(dir, { recursive: true });
+    await fsp.mkdir(dir, { recursive: true, mode: 0o700 });
     await fsp.writeFile(keyFile, pems.private, { mode: 0o600 });
-    await fsp.writeFile(certFile, pems.cert);
+    await fsp.writeFile(certFile, pems.cert, { mode: 0o600 });
     return tls.createSecureContext({ cert: pems.cert, key: pems.private });
   }
 }

@@ -24,7 +24,7 @@ import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.
 import type { QueueRecovery } from '../queue/recovery.js';
 import type { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
-import { MaildirStore } from '../delivery/local/maildir.js';
+import { MaildirStore, PRIVATE_MAILDIR } from '../delivery/local/maildir.js';
 import { Router } from '../routing/router.js';
 import { LinkStateService } from '../linkstate/service.js';
 import { Filters } from '../hygiene/filters.js';
@@ -39,6 +39,8 @@ import { categorizerContext, connectionLimits, remoteSettings, retryPolicies } f
 import { organisationAuthentication } from './organisation-auth.js';
 import { reloadPlan } from './reload.js';
 import { startAdminApi } from './admin-wiring.js';
+import { makeDataDirPrivate, type PrivacyReport } from './data-dir.js';
+import { modePolicy } from './file-modes.js';
 import { openGreylist, startVirtualServer } from './virtual-servers.js';
 
 export interface TransportServerOptions {
@@ -73,6 +75,8 @@ export class TransportServer {
   adminError: string | undefined;
   /** The file holding the admin API's token when none is configured. */
   adminTokenFile: string | undefined;
+  /** What start found readable by others in the data directory and made private. */
+  privacy: PrivacyReport | undefined;
   private readonly badmail: Badmail;
   private readonly startedAt = Date.now();
   private sendLog: ProtocolLog | undefined;
@@ -96,8 +100,9 @@ export class TransportServer {
   }
 
   async start(): Promise<void> {
-    await fsp.mkdir(path.join(this.dataDir, 'queue'), { recursive: true });
-    await fsp.mkdir(path.join(this.dataDir, 'tracking'), { recursive: true });
+    await this.makePrivate();
+    await fsp.mkdir(path.join(this.dataDir, 'queue'), { recursive: true, mode: 0o700 });
+    await fsp.mkdir(path.join(this.dataDir, 'tracking'), { recursive: true, mode: 0o700 });
     await this.preSubmission.init();
     this.startTracking();
     this.startLinkStateService();
@@ -122,6 +127,30 @@ export class TransportServer {
     this.adminTokenFile = admin.tokenFile;
     await this.listenForLinkState();
     await this.startVirtualServers();
+  }
+
+  /**
+   * Mail is private to this server's user: umask 077 for everything created from now on
+   * (SQLite's databases among them), and what an older version left readable is tightened.
+   */
+  private async makePrivate(): Promise<void> {
+    process.umask(0o077);
+    const policy = modePolicy(this.server);
+    await fsp.mkdir(path.join(this.dataDir, 'mailboxes'), { recursive: true, mode: 0o700 });
+    this.privacy = await makeDataDirPrivate(this.dataDir, policy);
+    const log = this.eventLog.service;
+    if (this.privacy.tightened.length) {
+      log.warn(
+        {
+          dataDir: this.dataDir,
+          count: this.privacy.tightened.length,
+          first: this.privacy.tightened.slice(0, 5),
+        },
+        'data directory made private: files and directories were readable by others',
+      );
+    }
+    for (const f of this.privacy.failed)
+      log.error({ path: f.path, error: f.error }, 'cannot set the mode of a data file');
   }
 
   private startTracking(): void {
@@ -194,7 +223,10 @@ export class TransportServer {
           acceptedDomains: this.acceptedDomains,
         }),
       ),
-      store: new MaildirStore(path.join(this.dataDir, 'mailboxes')),
+      store: new MaildirStore(path.join(this.dataDir, 'mailboxes'), (store) => {
+        const s = this.server.mailboxStores.find((x) => x.name.toLowerCase() === store.toLowerCase());
+        return s ? { directory: s.maildir.directoryMode, file: s.maildir.fileMode } : PRIVATE_MAILDIR;
+      }),
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),

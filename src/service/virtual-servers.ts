@@ -43,7 +43,7 @@ export interface VirtualServerWiring {
 export async function openGreylist(org: LoadedConfig['org'], server: ServerConfig, dataDir: string) {
   if (!server.virtualServers.some((v) => v.filters.greylisting)) return undefined;
   const grey = org.filters.greylisting;
-  await fsp.mkdir(path.join(dataDir, 'hygiene'), { recursive: true });
+  await fsp.mkdir(path.join(dataDir, 'hygiene'), { recursive: true, mode: 0o700 });
   return new Greylist(
     path.join(dataDir, 'hygiene', 'greylist.db'),
     grey.delay * 1000,

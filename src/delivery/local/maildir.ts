@@ -2,15 +2,24 @@
 // the format Dovecot and mutt read. A message is written in tmp/, fsync'd, and linked into
 // new/ under a name derived from (queue id, recipient id), so a delivery interrupted by a
 // crash and tried again finds the copy it already made instead of making a second one.
+// Folder names: folder-names.ts (injective: two mailboxes never share one).
+// SECURITY  Maildirs are 0700 and messages 0600 unless the store's maildir modes say
+//           otherwise (a store shared with a reader that runs as another user); the modes
+//           are set explicitly, so the process umask cannot widen or narrow them.
 import { promises as fsp, constants as fsc } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TransportError } from '../../message/status.js';
 import type { MailboxRef, StoreDriver } from './store-driver.js';
+import { mailboxFolder, storeFolder } from './folder-names.js';
 
-function slug(s: string): string {
-  return s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
+/** Modes of one store's Maildirs (mailboxStores[].maildir). */
+export interface MaildirModes {
+  directory: number;
+  file: number;
 }
+
+export const PRIVATE_MAILDIR: MaildirModes = { directory: 0o700, file: 0o600 };
 
 export type { MailboxRef } from './store-driver.js';
 
@@ -18,14 +27,27 @@ export class MaildirStore implements StoreDriver {
   private readonly usage = new Map<string, number>();
   private readonly host = os.hostname().replace(/[/:]/g, '_');
 
-  constructor(private readonly root: string) {}
+  /** Maildirs whose modes this process has set (once each: later deliveries only mkdir). */
+  private readonly prepared = new Set<string>();
+
+  constructor(
+    private readonly root: string,
+    private readonly modesOf: (store: string) => MaildirModes = () => PRIVATE_MAILDIR,
+  ) {}
 
   mailboxDir(m: MailboxRef): string {
-    return path.join(this.root, slug(m.store), slug(m.address.toLowerCase()));
+    return path.join(this.root, storeFolder(m.store), mailboxFolder(m.address));
   }
 
-  private async ensure(dir: string): Promise<void> {
-    for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true });
+  private async ensure(dir: string, modes: MaildirModes): Promise<void> {
+    const mode = modes.directory;
+    for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true, mode });
+    if (this.prepared.has(dir)) return;
+    // Explicit chmod: mkdir's mode passes through the umask, and an older folder keeps its own.
+    for (const d of [path.dirname(dir), dir, ...['tmp', 'new', 'cur'].map((sub) => path.join(dir, sub))]) {
+      if (((await fsp.stat(d)).mode & 0o777) !== mode) await fsp.chmod(d, mode);
+    }
+    this.prepared.add(dir);
   }
 
   /** Bytes in new/ and cur/, counted once per mailbox and kept current afterwards. */
@@ -65,8 +87,9 @@ export class MaildirStore implements StoreDriver {
   ): Promise<{ file: string; duplicate: boolean }> {
     const dir = this.mailboxDir(m);
     const base = `${uniqueId}.${this.host}`;
+    const modes = this.modesOf(m.store);
     try {
-      await this.ensure(dir);
+      await this.ensure(dir, modes);
       if (recheck && (await this.alreadyDelivered(dir, base))) {
         return { file: path.join(dir, 'new', base), duplicate: true };
       }
@@ -75,8 +98,9 @@ export class MaildirStore implements StoreDriver {
         throw new TransportError(552, '5.2.2', `Mailbox ${m.address} is full (quota ${m.quotaKb} KB)`);
       }
       const tmp = path.join(dir, 'tmp', base);
-      const fh = await fsp.open(tmp, 'w', 0o600);
+      const fh = await fsp.open(tmp, 'w', modes.file);
       try {
+        if (modes.file !== PRIVATE_MAILDIR.file) await fh.chmod(modes.file);
         await fh.writev([prefix, message]);
         await fh.datasync();
       } finally {
