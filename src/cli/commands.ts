@@ -74,6 +74,13 @@ export function buildProgram(): Command {
             'were readable by others (left by an older version?); now 0700/0600\n',
         );
       }
+      for (const m of server.legacyMaildirs) {
+        const owners = m.owners.map((o) => `"${o.name}" (${o.address}, now ${o.current})`).join(' and ');
+        process.stderr.write(
+          `bridgehead: warning: ${m.legacy} is the old folder of ${owners}: ` +
+            'move its mail (docs/operations.md, "Maildir folder names")\n',
+        );
+      }
       for (const f of server.privacy?.failed ?? [])
         process.stderr.write(`bridgehead: warning: cannot set the mode of ${f.path}: ${f.error}\n`);
       process.stderr.write(

@@ -1,15 +1,19 @@
 // NAME      data directory: made private at start
 // SYNOPSIS  report = await makeDataDirPrivate(dataDir, modePolicy(server))
+//           old = await legacyMaildirs(dataDir, mailboxes)
 // DESCRIPTION
 //   Walks the data directory once at start and sets the mode file-modes.ts wants on every
 //   directory and file (messages inside Maildirs excepted): an older version, made with
 //   umask 022, left it world-readable. Symbolic links are not followed. A path that cannot
 //   be changed (owned by another user, say a shared store's reader) is reported, not fatal.
+//   legacyMaildirs() finds Maildirs still under the folder name an older version gave an
+//   address outside [A-Za-z0-9@._+-]; the operator moves them (docs/operations.md).
 // SECURITY  the server also runs with umask 077 and creates what it writes with explicit
 //           modes, so this walk finds nothing to do on a data directory it made itself.
 import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { wantedMode, type ModePolicy } from './file-modes.js';
+import { legacyMailboxFolder, mailboxFolder, storeFolder } from '../delivery/local/folder-names.js';
 
 export interface PrivacyReport {
   /** Paths that were readable, writable or searchable by others and no longer are. */
@@ -49,4 +53,38 @@ export async function makeDataDirPrivate(dataDir: string, policy: ModePolicy): P
   };
   await visit(dataDir, []);
   return report;
+}
+
+/** A Maildir under the folder name used before names were injective (folder-names.ts). */
+export interface LegacyMaildir {
+  /** mailboxes/<store>/<old name>, relative to the data directory. */
+  legacy: string;
+  /** Where each owner's mail goes now, relative to the data directory. */
+  owners: { name: string; address: string; current: string }[];
+}
+
+/**
+ * Old-named Maildirs still on disk for the given mailboxes: their mail is not lost but is
+ * no longer where the mailbox is read. Several owners: the old folder mixed their mail.
+ */
+export async function legacyMaildirs(
+  dataDir: string,
+  mailboxes: { name: string; address: string; store: string }[],
+): Promise<LegacyMaildir[]> {
+  const byLegacy = new Map<string, LegacyMaildir>();
+  for (const m of mailboxes) {
+    const store = path.join('mailboxes', storeFolder(m.store));
+    const legacy = path.join(store, legacyMailboxFolder(m.address));
+    const current = path.join(store, mailboxFolder(m.address));
+    if (legacy === current) continue;
+    const entry = byLegacy.get(legacy) ?? { legacy, owners: [] };
+    entry.owners.push({ name: m.name, address: m.address, current });
+    byLegacy.set(legacy, entry);
+  }
+  const found: LegacyMaildir[] = [];
+  for (const entry of byLegacy.values()) {
+    const st = await fsp.stat(path.join(dataDir, entry.legacy)).catch(() => undefined);
+    if (st?.isDirectory()) found.push(entry);
+  }
+  return found;
 }

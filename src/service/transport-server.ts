@@ -39,7 +39,7 @@ import { categorizerContext, connectionLimits, remoteSettings, retryPolicies } f
 import { organisationAuthentication } from './organisation-auth.js';
 import { reloadPlan } from './reload.js';
 import { startAdminApi } from './admin-wiring.js';
-import { makeDataDirPrivate, type PrivacyReport } from './data-dir.js';
+import { legacyMaildirs, makeDataDirPrivate, type LegacyMaildir, type PrivacyReport } from './data-dir.js';
 import { modePolicy } from './file-modes.js';
 import { openGreylist, startVirtualServer } from './virtual-servers.js';
 
@@ -77,6 +77,8 @@ export class TransportServer {
   adminTokenFile: string | undefined;
   /** What start found readable by others in the data directory and made private. */
   privacy: PrivacyReport | undefined;
+  /** Maildirs still under their old folder name (see docs/operations.md). */
+  legacyMaildirs: LegacyMaildir[] = [];
   private readonly badmail: Badmail;
   private readonly startedAt = Date.now();
   private sendLog: ProtocolLog | undefined;
@@ -149,6 +151,19 @@ export class TransportServer {
         'data directory made private: files and directories were readable by others',
       );
     }
+    const me = this.server.name.toLowerCase();
+    this.legacyMaildirs = await legacyMaildirs(
+      this.dataDir,
+      this.loaded.org.directory.users
+        .filter((u) => u.mailbox.server.toLowerCase() === me)
+        .map((u) => ({
+          name: u.name,
+          address: u.addresses[0]!.replace(/^smtp:/i, '').toLowerCase(),
+          store: u.mailbox.store,
+        })),
+    );
+    for (const m of this.legacyMaildirs)
+      log.warn({ legacy: m.legacy, owners: m.owners }, 'Maildir under its old folder name');
     for (const f of this.privacy.failed)
       log.error({ path: f.path, error: f.error }, 'cannot set the mode of a data file');
   }

@@ -4,6 +4,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, closeSync, readdirSync } from 'node:fs';
 import path from 'node:path';
+import { mailboxFolder, storeFolder } from '../../src/delivery/local/folder-names.js';
 import { CLI } from '../helpers/server.js';
 import { RawSmtp } from '../helpers/smtp.js';
 
@@ -189,7 +190,7 @@ export function afterFirstHeader(bytes: Buffer): Buffer {
 
 /** Files delivered to a Maildir under a server's data directory. */
 export function maildirFiles(dataDir: string, address: string, store = 'Mailbox Store'): string[] {
-  const dir = path.join(dataDir, 'mailboxes', store.replace(/[^A-Za-z0-9@._+-]+/g, '_'), address, 'new');
+  const dir = path.join(dataDir, 'mailboxes', storeFolder(store), mailboxFolder(address), 'new');
   return existsSync(dir) ? readdirSync(dir).map((f) => path.join(dir, f)) : [];
 }
 

@@ -9,6 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
+import { mailboxFolder, storeFolder } from '../../src/delivery/local/folder-names.js';
 import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { adminAuth } from '../helpers/server.js';
@@ -420,12 +421,11 @@ export class Organisation {
 
   /** Files in a mailbox's Maildir new/ on a server. */
   mailbox(server: string, address: string, store = 'Mailbox Store'): { name: string; content: string }[] {
-    const slug = (s: string) => s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
     const dir = path.join(
       this.info(server).dataDir,
       'mailboxes',
-      slug(store),
-      slug(address.toLowerCase()),
+      storeFolder(store),
+      mailboxFolder(address),
       'new',
     );
     let names: string[] = [];

@@ -2,6 +2,7 @@
 // waits, with a bounded deadline, for messages to appear there.
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { mailboxFolder, storeFolder } from '../../src/delivery/local/folder-names.js';
 
 export interface MaildirMessage {
   name: string;
@@ -9,13 +10,9 @@ export interface MaildirMessage {
   content: Buffer;
 }
 
-/** Same slug rule as the store driver (src/delivery/local/maildir.ts). */
-function slug(s: string): string {
-  return s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
-}
-
 export function mailboxDir(dataDir: string, address: string, store = 'Mailbox Store'): string {
-  return path.join(dataDir, 'mailboxes', slug(store), slug(address.toLowerCase()));
+  // The store driver's own folder names (src/delivery/local/folder-names.ts).
+  return path.join(dataDir, 'mailboxes', storeFolder(store), mailboxFolder(address));
 }
 
 /** File names in new/ (sorted); empty when the mailbox does not exist yet. */

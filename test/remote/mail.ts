@@ -4,6 +4,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { mailboxFolder } from '../../src/delivery/local/folder-names.js';
 import Database from 'better-sqlite3';
 import { RawSmtp } from '../helpers/smtp.js';
 import { waitFor } from './peers.js';
@@ -56,14 +57,9 @@ export async function submit(
   }
 }
 
-/** Same slug rule as the store driver (src/delivery/local/maildir.ts). */
-function slug(s: string): string {
-  return s.replace(/[^A-Za-z0-9@._+-]+/g, '_');
-}
-
 /** Files in a local mailbox's new/ (name order) with their content. */
 export function mailbox(dataDir: string, address: string): { name: string; content: string }[] {
-  const dir = path.join(dataDir, 'mailboxes', 'Mailbox_Store', slug(address.toLowerCase()), 'new');
+  const dir = path.join(dataDir, 'mailboxes', 'Mailbox_Store', mailboxFolder(address), 'new');
   try {
     return readdirSync(dir)
       .sort()

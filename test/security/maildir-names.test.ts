@@ -4,7 +4,8 @@
 // their own; a configuration where two mailboxes would still share one is refused.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
 import { startServer, cleanup, baseOrganisation } from '../helpers/server.js';
@@ -23,13 +24,23 @@ const USERS = [
 ];
 
 test('mail to josé@, josè@, a=b@ and a_b@ lands in four Maildirs', async () => {
+  // An older version's Maildir where josé@ and josè@ both went.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bh-names-'));
+  mkdirSync(path.join(dir, 'data', 'mailboxes', 'Mailbox_Store', 'jos_@example.com', 'new'), {
+    recursive: true,
+  });
   const server = await startServer({
+    dir,
     host: HOST,
     port: 47120,
     engine: true,
     mutate: (org) => org.directory.users.push(...USERS),
   });
   try {
+    assert.match(
+      server.output(),
+      /warning: mailboxes\/Mailbox_Store\/jos_@example\.com is the old folder of "José" \(josé@example\.com, now mailboxes\/Mailbox_Store\/jos=C3=A9@example\.com\) and "Josè" \(josè@example\.com, now mailboxes\/Mailbox_Store\/jos=C3=A8@example\.com\): move its mail/,
+    );
     const c = await RawSmtp.connect(47120, HOST);
     await c.reply();
     await c.cmd('EHLO client.test');
