@@ -42,7 +42,8 @@ export async function makeDataDirPrivate(dataDir: string, policy: ModePolicy): P
     const mode = st.mode & 0o777;
     if (mode !== wanted.mode) {
       try {
-        await fsp.chmod(file, wanted.mode);
+        // A directory's setgid bit (its files inherit its group) is the operator's: kept.
+        await fsp.chmod(file, wanted.mode | (st.isDirectory() ? st.mode & 0o2000 : 0));
         (mode & 0o077 & ~wanted.mode ? report.tightened : report.changed).push(file);
       } catch (err) {
         report.failed.push({ path: file, error: (err as NodeJS.ErrnoException).code ?? String(err) });

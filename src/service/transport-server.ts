@@ -41,6 +41,7 @@ import { reloadPlan } from './reload.js';
 import { startAdminApi } from './admin-wiring.js';
 import { legacyMaildirs, makeDataDirPrivate, type LegacyMaildir, type PrivacyReport } from './data-dir.js';
 import { modePolicy } from './file-modes.js';
+import { storeFolder } from '../delivery/local/folder-names.js';
 import { openGreylist, startVirtualServer } from './virtual-servers.js';
 
 export interface TransportServerOptions {
@@ -225,6 +226,7 @@ export class TransportServer {
         )
       : undefined;
     this.sendLog = sendLog;
+    const maildirModes = modePolicy(this.server).stores;
     const retry = retryPolicies(this.server);
     const limits = connectionLimits(this.server);
     this.engine = buildQueuePipeline({
@@ -238,10 +240,11 @@ export class TransportServer {
           acceptedDomains: this.acceptedDomains,
         }),
       ),
-      store: new MaildirStore(path.join(this.dataDir, 'mailboxes'), (store) => {
-        const s = this.server.mailboxStores.find((x) => x.name.toLowerCase() === store.toLowerCase());
-        return s ? { directory: s.maildir.directoryMode, file: s.maildir.fileMode } : PRIVATE_MAILDIR;
-      }),
+      // By folder, as the start-up walk sets them: a store's modes follow its folder.
+      store: new MaildirStore(
+        path.join(this.dataDir, 'mailboxes'),
+        (store) => maildirModes.get(storeFolder(store)) ?? PRIVATE_MAILDIR,
+      ),
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),

@@ -124,6 +124,19 @@ test('a mailbox store shared with another user: its Maildirs take the configured
     assert.equal(mode(path.join(server.dataDir, 'queue', 'queue.db')), '0600');
     assert.equal(mode(path.join(server.dataDir, 'queue')), '0700');
 
+    // A setgid store folder (new Maildirs inherit the reader's group) stays setgid.
+    chmodSync(path.dirname(box), 0o2750);
+    await send(47111, 'postmaster@example.com');
+    const [second] = await waitForMessages(server.dataDir, 'postmaster@example.com', '');
+    assert.equal(mode(second!.file), '0640');
+    const postmaster = mailboxDir(server.dataDir, 'postmaster@example.com');
+    assert.equal(statSync(path.dirname(box)).mode & 0o7777, 0o2750, 'the store folder keeps its setgid bit');
+    assert.equal(
+      statSync(postmaster).mode & 0o7777,
+      0o2750,
+      'a new Maildir: inherited setgid, configured mode',
+    );
+
     // Modes that would let others write mail, or that lock the server out, are refused.
     for (const [maildir, message] of [
       [{ fileMode: '0666' }, /fileMode: must not give write access to group or others/],

@@ -44,8 +44,10 @@ export class MaildirStore implements StoreDriver {
     for (const sub of ['tmp', 'new', 'cur']) await fsp.mkdir(path.join(dir, sub), { recursive: true, mode });
     if (this.prepared.has(dir)) return;
     // Explicit chmod: mkdir's mode passes through the umask, and an older folder keeps its own.
+    // A setgid bit (new folders inherit the store's group) is kept.
     for (const d of [path.dirname(dir), dir, ...['tmp', 'new', 'cur'].map((sub) => path.join(dir, sub))]) {
-      if (((await fsp.stat(d)).mode & 0o777) !== mode) await fsp.chmod(d, mode);
+      const st = await fsp.stat(d);
+      if ((st.mode & 0o777) !== mode) await fsp.chmod(d, mode | (st.mode & 0o2000));
     }
     this.prepared.add(dir);
   }
