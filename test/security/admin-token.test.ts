@@ -93,15 +93,9 @@ function otherUserUnavailable(): string | undefined {
   if (process.getuid?.() !== 0) return 'tests do not run as root: cannot switch to another user';
   const probe = spawnSync(
     'setpriv',
-    [
-      '--reuid=nobody',
-      '--regid=nogroup',
-      '--clear-groups',
-      process.execPath,
-      '-e',
-      `require('fs').accessSync(${JSON.stringify(CLI)}, 4)`,
-    ],
-    { encoding: 'utf8' },
+    ['--reuid=nobody', '--regid=nogroup', '--clear-groups', process.execPath, CLI, '--help'],
+    // The node binary, dist/ and node_modules must be readable by nobody (CI: /check/work/main).
+    { encoding: 'utf8', cwd: '/', timeout: 30_000 },
   );
   if (probe.error || probe.status !== 0)
     return `user nobody cannot run ${process.execPath} ${CLI}: ${probe.error?.message ?? probe.stderr}`;
