@@ -441,7 +441,7 @@ export class SmtpSession implements SessionContext {
   private cutOff(verdict: TransferVerdict, clock: TransferClock): void {
     if (this.mode !== 'bytes') return;
     this.stopTransfer();
-    const seconds = Math.round((Date.now() - clock.startedAt) / 1000);
+    const seconds = Math.round((Date.now() - clock.since) / 1000);
     this.note(
       `message transfer cut off: ${CUT_OFF[verdict].toLowerCase()} (${clock.bytes} bytes in ${seconds} s)`,
     );

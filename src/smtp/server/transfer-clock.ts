@@ -35,8 +35,9 @@ export const CUT_OFF: Record<TransferVerdict, string> = {
 };
 
 export class TransferClock {
-  /** Bytes seen so far, for the log line. */
+  /** Bytes seen in this transfer so far, and when it began: for the log line. */
   bytes = 0;
+  readonly since: number;
   private budgetEndsAt: number;
   private lastArrivalAt: number;
   private readonly totalEndsAt: number;
@@ -46,6 +47,7 @@ export class TransferClock {
     readonly startedAt: number,
     now: number,
   ) {
+    this.since = now;
     this.budgetEndsAt = now + limits.gapMs;
     this.lastArrivalAt = now;
     this.totalEndsAt = limits.totalMs > 0 ? startedAt + limits.totalMs : Infinity;
