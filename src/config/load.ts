@@ -171,6 +171,7 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
         const lists: [string, readonly string[]][] = [
           ['connectionControl.list', vs.connectionControl.list],
           ['relay.list', vs.relay.list],
+          ['bareLineFeed.exceptions', vs.bareLineFeed.exceptions],
         ];
         for (const [key, list] of lists) {
           list.forEach((entry, i) => {

@@ -78,10 +78,36 @@ const connections = z
     maxInbound: z.number().int().positive().nullable().default(null),
     /** Time a session may sit idle between commands. */
     idleTimeout: duration.prefault(600).refine((s) => s > 0, 'must be longer than 0'),
-    /** Time allowed between two pieces of message data. */
+    /**
+     * How far a DATA or BDAT transfer may fall behind minDataRate: with no data at all, the
+     * longest pause between two pieces (Postfix smtpd_timeout with a per-request deadline).
+     */
     dataTimeout: duration.prefault(600).refine((s) => s > 0, 'must be longer than 0'),
+    /** Bytes a second a transfer must keep up (Postfix smtpd_min_data_rate); 0: none. */
+    minDataRate: z.number().int().min(0).default(500),
+    /** Total time for one message's data, DATA or all its BDAT chunks; 0: no limit. */
+    dataTimeLimit: duration.prefault('1h'),
     /** Longest command line accepted, CRLF included (RFC 5321 minimum 512). */
     maxCommandLineLength: z.number().int().min(512).default(2048),
+  })
+  .prefault({});
+
+/** "normalize" is accepted too: Postfix's spelling of smtpd_forbid_bare_newline. */
+const bareLineFeedAction = z.preprocess(
+  (value) => (value === 'normalize' ? 'normalise' : value),
+  z.enum(['reject', 'normalise']),
+);
+
+const bareLineFeed = z
+  .strictObject({
+    /**
+     * A line ending in LF without CR, in a command or in DATA: refused (521 and close for a
+     * command, 550 5.5.2 for the message), or read as if it were CRLF. BDAT is binary and
+     * never looked at. The end of DATA is CRLF.CRLF whichever is chosen.
+     */
+    action: bareLineFeedAction.default('reject'),
+    /** Clients whose bare LFs are normalised even when action is reject. */
+    exceptions: z.array(ipRange).default([]),
   })
   .prefault({});
 
@@ -165,6 +191,7 @@ export const virtualServerSchema = z.strictObject({
   /** Filters configured for the organisation, switched on for this binding. */
   filters: filterSwitches,
   protocolLog,
+  bareLineFeed,
   /** Accept X-LINK2STATE / XEXCH50 from authenticated organisation servers. */
   exchangeVerbs: z.boolean().default(true),
   /** XEXCH50 from anonymous sessions (off: 504 5.7.4). */

@@ -18,9 +18,12 @@ export class RawSmtp {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawSmtp> {
+  /** `localAddress` picks the client's own loopback address (for per-network settings). */
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawSmtp> {
     return new Promise((resolve, reject) => {
-      const s = net.connect({ port, host }, () => resolve(new RawSmtp(s)));
+      const s = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) }, () =>
+        resolve(new RawSmtp(s)),
+      );
       s.once('error', reject);
     });
   }

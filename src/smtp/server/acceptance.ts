@@ -67,6 +67,7 @@ export function openMessage(session: SessionContext, transaction: Transaction): 
     ...(transaction.archive !== undefined ? { archived: transaction.archive } : {}),
   };
   transaction.writer = server.spool.createWriter(envelope);
+  transaction.dataStartedAt = Date.now();
   const received =
     `Received: from ${facts.helo} ([${session.remoteAddress}]) by ${server.fqdn} with ${withKeyword(facts, transaction.smtputf8)}\r\n` +
     `\tid ${id}; ${rfc5322Date(new Date())}\r\n`;

@@ -1,16 +1,25 @@
 // NAME      data-intake: the bytes of a message, after DATA or in BDAT chunks
-// SYNOPSIS  data(session) · bdat(session, arg) · DotUnstuffer (pure) · messageBytes(...)
+// SYNOPSIS  data(session) · bdat(session, arg) · DotUnstuffer, admitChunk (pure) ·
+//           messageBytes(...)
 // DESCRIPTION
 //   DATA is unstuffed in place by scanning line starts; the end marker is CRLF.CRLF only,
-//   never a bare-LF variant (SMTP smuggling). A BDAT chunk is always read in full,
-//   whatever the verdict, so the session stays in step; a refused chunk poisons the rest
-//   of the transaction until RSET. Limits fail the message, not the stream: the data is
+//   and only after a line that ended in CRLF, never a bare-LF variant (SMTP smuggling).
+//   A bare LF (LF without CR) in DATA fails the message with 550 5.5.2 once its end
+//   arrives, unless bareLineFeed normalises it for this client: then it is stored as CRLF.
+//   A lone "." touching a bare LF is kept as a "." line, never dropped. BDAT is binary
+//   and is never looked at. A BDAT count over the size limits is refused at once, before
+//   its bytes: up to 1.5 times maxMessageSizeKb the chunk is then read and dropped (the
+//   session stays in step; RSET next), beyond that, or a count that cannot be a size,
+//   the connection closes after the 552 (Postfix does the same). Other BDAT refusals wait
+//   for the end of their chunk; a refused chunk poisons the rest of the transaction until
+//   RSET. Limits met while data streams fail the message, not the stream: the data is
 //   read to its end and then refused. The header section is scanned as it passes, and
 //   its facts enter the envelope before a large message spills to disk.
-// DIAGNOSTICS  552 5.3.4 message or session size · 503 5.5.1 BINARYMIME over DATA,
-//           DATA after BDAT, BDAT after a failed BDAT
-// STANDARDS RFC 5321 §4.5.2 (transparency), 3030 (CHUNKING, BINARYMIME)
-// SEE ALSO  acceptance.ts (what happens at the end of the message)
+// DIAGNOSTICS  552 5.3.4 message or session size · 550 5.5.2 bare <LF> in DATA ·
+//           501 5.5.4 BDAT syntax · 503 5.5.1 BINARYMIME over DATA, DATA after BDAT,
+//           BDAT after a failed BDAT
+// STANDARDS RFC 5321 §2.3.8 (CRLF only), §4.5.2 (transparency), 3030 (CHUNKING, BINARYMIME)
+// SEE ALSO  acceptance.ts (what happens at the end of the message), transfer-clock.ts
 import { reply, TransportError, type Reply } from '../status.js';
 import type { VirtualServerConfig } from '../../config/schema.js';
 import { applyHeaderFacts, finishMessage, openMessage } from './acceptance.js';
@@ -20,56 +29,113 @@ import type { ByteReader, Input, SessionContext, SessionFacts, Transaction } fro
 const DOT = 0x2e;
 const CR = 0x0d;
 const LF = 0x0a;
+const CRLF = Buffer.from('\r\n');
 
 /** The result of scanning one buffer of DATA input. */
 export interface DataScan {
-  /** Message bytes, stuffed dots removed. */
+  /** Message bytes, stuffed dots removed (and bare LFs made CRLF when normalising). */
   segments: Buffer[];
   /** Bytes of the input used; the rest is pipelined commands or an undecided "." / ".\r". */
   consumed: number;
   /** The end marker was seen. */
   ended: boolean;
+  /** A line in the bytes used ended in LF without CR. */
+  bareLineFeed: boolean;
 }
 
 /** Dot-unstuffing across buffer boundaries. No I/O here. */
 export class DotUnstuffer {
   private atLineStart = true;
-  private lineStartAfterCrlf = true;
+  /** The line before this one ended in CRLF: only then may "." CRLF end the data. */
+  private previousLineCrlf = true;
+  /** The last byte used was CR: an LF first in the next buffer is not bare. */
+  private afterCr = false;
+
+  /** `normalise`: bare LFs become CRLF in the segments; otherwise they are only reported. */
+  constructor(private readonly normalise = false) {}
 
   scan(input: Buffer): DataScan {
     const segments: Buffer[] = [];
     let segmentStart = 0;
     let position = 0;
     let ended = false;
+    let bareLineFeed = false;
     while (position < input.length) {
       if (this.atLineStart && input[position] === DOT) {
-        // "." at a line start: end marker, or a stuffed dot to remove.
-        if (position + 1 >= input.length || (input[position + 1] === CR && position + 2 >= input.length)) {
-          break; // need more
-        }
-        if (this.lineStartAfterCrlf && input[position + 1] === CR && input[position + 2] === LF) {
+        const next = input[position + 1];
+        if (next === undefined || (next === CR && position + 2 >= input.length)) break; // need more
+        const crlfNext = next === CR && input[position + 2] === LF;
+        if (crlfNext && this.previousLineCrlf) {
           if (position > segmentStart) segments.push(input.subarray(segmentStart, position));
           position += 3;
           segmentStart = position;
           ended = true;
           break;
         }
-        if (position > segmentStart) segments.push(input.subarray(segmentStart, position));
-        segmentStart = position + 1;
+        // A lone "." next to a bare LF is neither the end nor a stuffed dot: it stays, as
+        // the "." line a CRLF client would have sent as "..".
+        if (!crlfNext && next !== LF) {
+          if (position > segmentStart) segments.push(input.subarray(segmentStart, position));
+          segmentStart = position + 1;
+        }
       }
       const newline = input.indexOf(LF, position);
       if (newline === -1) {
+        this.afterCr = input[input.length - 1] === CR;
         position = input.length;
         this.atLineStart = false;
         break;
       }
+      const crlf = newline > 0 ? input[newline - 1] === CR : this.afterCr;
+      if (!crlf) {
+        bareLineFeed = true;
+        if (this.normalise) {
+          if (newline > segmentStart) segments.push(input.subarray(segmentStart, newline));
+          segments.push(CRLF);
+          segmentStart = newline + 1;
+        }
+      }
       this.atLineStart = true;
-      this.lineStartAfterCrlf = newline > 0 ? input[newline - 1] === CR : this.lineStartAfterCrlf;
+      this.previousLineCrlf = crlf;
+      this.afterCr = false;
       position = newline + 1;
     }
     if (!ended && position > segmentStart) segments.push(input.subarray(segmentStart, position));
-    return { segments, consumed: position, ended };
+    return { segments, consumed: position, ended, bareLineFeed };
   }
+}
+
+/** What becomes of a BDAT chunk before any of its bytes are read. */
+export type ChunkAdmission =
+  | { action: 'read' }
+  /** Refused now; its bytes are read and dropped, so the session stays in step. */
+  | { action: 'skip'; reply: Reply }
+  /** Refused now; the connection closes (the bytes would take too long to drop). */
+  | { action: 'close'; reply: Reply };
+
+/** Up to this multiple of maxMessageSizeKb, a refused chunk is read and dropped (Postfix). */
+const SKIP_FACTOR = 1.5;
+
+/** The size limits against a BDAT count, before its bytes. No I/O here. */
+export function admitChunk(
+  size: number,
+  sent: { message: number; session: number },
+  limits: VirtualServerConfig['messages'],
+): ChunkAdmission {
+  const tooBig = reply(552, '5.3.4', 'Message size exceeds fixed maximum message size');
+  // Beyond 2^53 a count is no size any client will send: nothing to wait for.
+  if (!Number.isSafeInteger(size)) return { action: 'close', reply: tooBig };
+  const messageLimit = limits.maxMessageSizeKb === null ? null : limits.maxMessageSizeKb * 1024;
+  if (messageLimit !== null && sent.message + size > messageLimit) {
+    const skip = sent.message + size <= messageLimit * SKIP_FACTOR;
+    return { action: skip ? 'skip' : 'close', reply: tooBig };
+  }
+  const sessionLimit = limits.maxSessionSizeKb === null ? null : limits.maxSessionSizeKb * 1024;
+  if (sessionLimit !== null && sent.session + sent.message + size > sessionLimit) {
+    // As at the end of DATA, a session over its size is closed.
+    return { action: 'close', reply: reply(552, '5.3.4', 'Session size exceeds fixed maximum session size') };
+  }
+  return { action: 'read' };
 }
 
 /** Counts message bytes against the limits, scans the header, and writes to the spool. */
@@ -116,19 +182,31 @@ export function data(session: SessionContext): void {
 }
 
 class DataReader implements ByteReader {
-  private readonly unstuffer = new DotUnstuffer();
+  private readonly unstuffer: DotUnstuffer;
 
   constructor(
     private readonly session: SessionContext,
     private readonly transaction: Transaction,
-  ) {}
+  ) {
+    this.unstuffer = new DotUnstuffer(session.bareLineFeed === 'normalise');
+  }
 
   async read(input: Input): Promise<boolean> {
     if (input.pending.length === 0) return false;
-    const { segments, consumed, ended } = this.unstuffer.scan(input.pending);
+    const { segments, consumed, ended, bareLineFeed } = this.unstuffer.scan(input.pending);
     // Taken before awaiting: input that arrives meanwhile is appended to what is left.
     input.pending = input.pending.subarray(consumed);
     const { facts, server } = this.session;
+    if (bareLineFeed && this.session.bareLineFeed === 'reject' && !this.transaction.failure) {
+      // Read on to CRLF.CRLF, where the client and we agree the data ends; then refuse.
+      this.transaction.failure = reply(550, '5.5.2', `${server.fqdn} Error: bare <LF> received`);
+      this.session.note('bare <LF> received in DATA; the message is refused at its end');
+      server.log.info(
+        { session: this.session.id, ip: this.session.remoteAddress, virtualServer: server.config.name },
+        'bare <LF> received in DATA: message refused',
+      );
+      await this.transaction.writer?.abort();
+    }
     for (const segment of segments) {
       await messageBytes(this.transaction, segment, server.config.messages, facts);
     }
@@ -139,32 +217,58 @@ class DataReader implements ByteReader {
   }
 }
 
-export function bdat(session: SessionContext, arg: string): void {
+export async function bdat(session: SessionContext, arg: string): Promise<void> {
   const match = /^(\d+)(?:\s+(LAST))?$/i.exec(arg);
   if (!match) throw new TransportError(501, '5.5.4', 'Syntax: BDAT chunk-size [LAST]');
+  const size = Number(match[1]);
+  const last = match[2] !== undefined;
+  const { facts, server } = session;
+  const sent = { message: facts.transaction?.bytes ?? 0, session: facts.sessionBytes };
+  const admission = admitChunk(size, sent, server.config.messages);
+  if (admission.action !== 'read') {
+    // Refused before its bytes; the transaction is poisoned until RSET.
+    if (facts.transaction) {
+      facts.transaction.bdatFailed = true;
+      await facts.transaction.writer?.abort();
+    }
+    session.send(admission.reply);
+    if (admission.action === 'close') {
+      session.note(`BDAT ${match[1]} is over the size limits and too large to skip; closing`);
+      server.log.info(
+        { session: session.id, ip: session.remoteAddress, virtualServer: server.config.name, size: match[1] },
+        'BDAT chunk over the size limits: connection closed',
+      );
+      session.close();
+      return;
+    }
+    session.countError();
+    session.readBytes(new ChunkReader(session, size, last, 'answered'), 'data');
+    return;
+  }
   // The chunk is read whatever the verdict, so the session stays in step: a refusal waits for its end.
   let refusal: Reply | undefined;
   try {
     const notReady = firstRefusal(readyForData, session, arg, 'BDAT');
     if (notReady) throw notReady;
-    const transaction = session.facts.transaction!;
+    const transaction = facts.transaction!;
     if (transaction.bdatFailed) throw new TransportError(503, '5.5.1', 'Previous BDAT failed; send RSET');
     if (!transaction.writer) openMessage(session, transaction);
   } catch (err) {
     if (!(err instanceof TransportError)) throw err;
     refusal = err.reply;
   }
-  session.readBytes(new ChunkReader(session, Number(match[1]), match[2] !== undefined, refusal), 'data');
+  session.readBytes(new ChunkReader(session, size, last, refusal), 'data');
 }
 
 class ChunkReader implements ByteReader {
   private remaining: number;
 
+  /** `refusal`: the reply after the chunk; 'answered': refused already, the bytes are dropped. */
   constructor(
     private readonly session: SessionContext,
     private readonly size: number,
     private readonly last: boolean,
-    private readonly refusal: Reply | undefined,
+    private readonly refusal: Reply | 'answered' | undefined,
   ) {
     this.remaining = size;
   }
@@ -183,9 +287,11 @@ class ChunkReader implements ByteReader {
       if (this.remaining > 0) return false;
     }
     this.session.readCommands('idle');
+    if (this.refusal === 'answered') return true;
     if (this.refusal) {
       if (facts.transaction) facts.transaction.bdatFailed = true;
       this.session.send(this.refusal);
+      this.session.countError();
       return true;
     }
     const transaction = facts.transaction!;

@@ -49,6 +49,8 @@ export interface SessionHost {
   readonly log: Logger;
   readonly remoteTriggered: RemoteTriggeredDelivery;
   readonly relayList: IpRangeList;
+  /** bareLineFeed.exceptions: clients whose bare LFs are normalised. */
+  readonly bareLineFeedExceptions: IpRangeList;
   readonly maxRecipients: number | null;
   readonly hygiene: SessionHygiene | undefined;
   readonly linkState: { session(): (args: string) => Reply } | undefined;

@@ -12,9 +12,13 @@
 // STANDARDS RFC 5321, 2920 (PIPELINING), 3030, 3207 (input pipelined after STARTTLS is
 //           discarded), 4954, 6531; replies as the guide's examples [003:6866-6939]
 // SECURITY  faces the Internet; AUTH only inside TLS unless configured otherwise; the
-//           protocol log masks AUTH responses. Input beyond 4 MiB pauses the socket.
+//           protocol log masks AUTH responses. Input beyond 4 MiB pauses the socket. A
+//           command line must end in CRLF (bareLineFeed). A DATA or BDAT transfer is timed
+//           by a TransferClock (dataTimeout, minDataRate, dataTimeLimit); time the server
+//           keeps the client waiting (input unread, socket paused) is not counted.
 // DIAGNOSTICS  internal error -> 421 4.3.0; 20 errors -> 421 4.7.0 and close;
-//           idle or data timeout -> 421 4.4.2; unknown verb -> 500 5.3.3
+//           idle timeout, transfer too slow or too long -> 421 4.4.2 and close;
+//           bare LF in a command -> 521 5.5.2 and close; unknown verb -> 500 5.3.3
 // SEE ALSO  README.md, state.ts (what the files share), ../../hygiene/README.md
 import type net from 'node:net';
 import type tls from 'node:tls';
@@ -39,6 +43,7 @@ import { bdat, data } from './data-intake.js';
 import { auth, notYetAuthenticated } from './auth.js';
 import { forgetForTls, secureSocket, starttls, tlsAvailable, tlsNotYetActive } from './starttls.js';
 import { authenticated, etrn, turn } from './remote-triggered.js';
+import { CUT_OFF, TransferWatch, type TransferClock, type TransferVerdict } from './transfer-clock.js';
 import {
   exchangeVerbsOffered,
   linkStateOffered,
@@ -117,6 +122,7 @@ export class SmtpSession implements SessionContext {
     sessionBytes: 0,
   };
   readonly hygieneState: HygieneSessionState = {};
+  readonly bareLineFeed: 'reject' | 'normalise';
   private socket: net.Socket | tls.TLSSocket;
   private readonly input: Input = { pending: EMPTY };
   private mode: Mode = 'command';
@@ -128,6 +134,8 @@ export class SmtpSession implements SessionContext {
   private discardingLine = false;
   private logSequence = 0;
   private errors = 0;
+  /** The DATA or BDAT transfer being timed. */
+  private transfer: TransferWatch | undefined;
   private readonly localEndpoint: string;
   private readonly remoteEndpoint: string;
 
@@ -141,6 +149,8 @@ export class SmtpSession implements SessionContext {
     this.remotePort = socket.remotePort ?? 0;
     this.localEndpoint = `${(socket.localAddress ?? '').replace(/^::ffff:/, '')}:${socket.localPort}`;
     this.remoteEndpoint = `${this.remoteAddress}:${this.remotePort}`;
+    const exception = server.bareLineFeedExceptions.contains(this.remoteAddress);
+    this.bareLineFeed = exception ? 'normalise' : server.config.bareLineFeed.action;
   }
 
   start(): void {
@@ -206,7 +216,7 @@ export class SmtpSession implements SessionContext {
     return socket;
   }
 
-  private log(event: string, data: string): void {
+  private log(event: string, data: string | Buffer): void {
     this.server.protocolLog?.write(
       this.id,
       this.logSequence++,
@@ -236,6 +246,7 @@ export class SmtpSession implements SessionContext {
   }
 
   private onClose(): void {
+    this.stopTransfer();
     if (this.facts.transaction?.writer) void this.facts.transaction.writer.abort();
     this.facts.transaction = undefined;
     if (this.mode !== 'closed') this.mode = 'closed';
@@ -253,6 +264,7 @@ export class SmtpSession implements SessionContext {
       this.discardingLine = false;
       chunk = chunk.subarray(newline + 1);
     }
+    this.transfer?.received(chunk.length);
     this.input.pending = this.input.pending.length ? Buffer.concat([this.input.pending, chunk]) : chunk;
     if (this.input.pending.length > PAUSE_ABOVE) this.socket.pause();
     this.arrived = true;
@@ -308,8 +320,9 @@ export class SmtpSession implements SessionContext {
       }
       return false;
     }
-    const end = newline > 0 && buffer[newline - 1] === 0x0d ? newline - 1 : newline;
-    const line = buffer.subarray(0, end).toString('utf8');
+    const crlf = newline > 0 && buffer[newline - 1] === 0x0d;
+    const raw = buffer.subarray(0, crlf ? newline - 1 : newline);
+    const line = raw.toString('utf8');
     this.input.pending = buffer.subarray(newline + 1);
     if (newline + 1 > max) {
       this.lineTooLong();
@@ -317,14 +330,28 @@ export class SmtpSession implements SessionContext {
     }
     if (this.mode === 'auth' && this.authStep) {
       this.log('<', '****');
+      if (!crlf && this.refuseBareLineFeed()) return true;
       const next = this.authStep;
       this.authStep = undefined;
       this.mode = 'command';
       await next(line);
       return true;
     }
-    this.log('<', /^AUTH\s+\S+\s+\S/i.test(line) ? line.replace(/^(AUTH\s+\S+\s+).*/i, '$1****') : line);
+    this.log('<', /^AUTH\s+\S+\s+\S/i.test(line) ? line.replace(/^(AUTH\s+\S+\s+).*/i, '$1****') : raw);
+    if (!crlf && this.refuseBareLineFeed()) return true;
     await this.command(line);
+    return true;
+  }
+
+  /** A command line ended in LF alone: refused and the session closed, unless normalised. */
+  private refuseBareLineFeed(): boolean {
+    if (this.bareLineFeed !== 'reject') return false;
+    this.server.log.info(
+      { session: this.id, ip: this.remoteAddress, virtualServer: this.server.config.name },
+      'bare <LF> received in a command: connection closed',
+    );
+    this.send(reply(521, '5.5.2', `${this.server.fqdn} Error: bare <LF> received`));
+    this.close();
     return true;
   }
 
@@ -374,15 +401,66 @@ export class SmtpSession implements SessionContext {
   // ------------------------------------------------------------------ what commands may ask
 
   readBytes(reader: ByteReader, timeout: 'data' | 'unchanged'): void {
+    // A step that awaited the spool must not revive a session cut off meanwhile.
+    if (this.mode === 'closed') return;
     this.mode = 'bytes';
     this.reader = reader;
-    if (timeout === 'data') this.socket.setTimeout(this.server.config.connections.dataTimeout * 1000);
+    if (timeout === 'data') this.startTransfer();
   }
 
   readCommands(timeout: 'idle' | 'unchanged'): void {
+    if (this.mode === 'closed') return;
     this.mode = 'command';
     this.reader = undefined;
+    this.stopTransfer();
     if (timeout === 'idle') this.socket.setTimeout(this.server.config.connections.idleTimeout * 1000);
+  }
+
+  // ------------------------------------------------------------------ transfer deadline
+
+  private startTransfer(): void {
+    this.stopTransfer();
+    this.socket.setTimeout(0);
+    const { dataTimeout, minDataRate, dataTimeLimit } = this.server.config.connections;
+    const limits = { gapMs: dataTimeout * 1000, minRate: minDataRate, totalMs: dataTimeLimit * 1000 };
+    this.transfer = new TransferWatch(
+      limits,
+      this.facts.transaction?.dataStartedAt ?? Date.now(),
+      // Input not handled yet, or the socket paused while the spool catches up.
+      () => this.pumping || this.socket.isPaused(),
+      (verdict, clock) => this.cutOff(verdict, clock),
+    );
+  }
+
+  private stopTransfer(): void {
+    this.transfer?.stop();
+    this.transfer = undefined;
+  }
+
+  /** The client ran out of time for its message: 421, and nothing of it is kept. */
+  private cutOff(verdict: TransferVerdict, clock: TransferClock): void {
+    if (this.mode !== 'bytes') return;
+    this.stopTransfer();
+    const seconds = Math.round((Date.now() - clock.since) / 1000);
+    this.note(
+      `message transfer cut off: ${CUT_OFF[verdict].toLowerCase()} (${clock.bytes} bytes in ${seconds} s)`,
+    );
+    this.server.log.warn(
+      {
+        session: this.id,
+        ip: this.remoteAddress,
+        virtualServer: this.server.config.name,
+        reason: verdict,
+        bytes: clock.bytes,
+        seconds,
+      },
+      'message transfer cut off',
+    );
+    // Nothing is committed without the end of the data; the partial message is dropped now.
+    void this.facts.transaction?.writer?.abort().catch(() => undefined);
+    this.facts.transaction = undefined;
+    this.send(reply(421, '4.4.2', `${this.server.fqdn} ${CUT_OFF[verdict]}, closing transmission channel`));
+    this.close();
   }
 
   readAuthResponse(step: (line: string) => Promise<void>): void {
@@ -404,6 +482,7 @@ export class SmtpSession implements SessionContext {
   handOver(reason: string, use: (socket: net.Socket) => Promise<void>): void {
     this.socket.uncork();
     const socket = this.detach();
+    this.stopTransfer();
     this.mode = 'closed';
     this.input.pending = EMPTY;
     this.note(reason);

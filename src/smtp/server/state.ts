@@ -37,6 +37,8 @@ export interface Transaction {
   archive?: string;
   /** The submitter's authenticated identity, as the previous organisation server sent it (XEXCH50). */
   relayedIdentity?: string;
+  /** When DATA or the first BDAT began (ms): connections.dataTimeLimit counts from here. */
+  dataStartedAt?: number;
 }
 
 export interface SessionFacts {
@@ -63,18 +65,24 @@ export interface ByteReader {
 }
 
 export interface SessionContext {
+  readonly id: string;
   readonly facts: SessionFacts;
   readonly server: SessionHost;
   readonly remoteAddress: string;
   readonly remotePort: number;
   readonly hygieneState: HygieneSessionState;
+  /** bareLineFeed for this client: its action, or 'normalise' when it is an exception. */
+  readonly bareLineFeed: 'reject' | 'normalise';
   send(reply: Reply): void;
   close(): void;
   /** Counts a 5xx; too many close the session. */
   countError(): void;
   /** A line of the protocol log about the session itself ("*"). */
   note(text: string): void;
-  /** Input goes to `reader` until it calls readCommands(); 'data' switches to the data timeout. */
+  /**
+   * Input goes to `reader` until it calls readCommands(); 'data' times the transfer
+   * (dataTimeout, minDataRate, dataTimeLimit) instead of the idle timeout.
+   */
   readBytes(reader: ByteReader, timeout: 'data' | 'unchanged'): void;
   /** Back to command lines; 'idle' restores the idle timeout. */
   readCommands(timeout: 'idle' | 'unchanged'): void;

@@ -60,6 +60,7 @@ export class VirtualServerRuntime implements SessionHost {
   readonly log: Logger;
   readonly remoteTriggered: RemoteTriggeredDelivery;
   readonly relayList: IpRangeList;
+  readonly bareLineFeedExceptions: IpRangeList;
   readonly maxRecipients: number | null;
   private readonly connectionList: IpRangeList;
   private readonly sessions = new Set<SmtpSession>();
@@ -92,6 +93,7 @@ export class VirtualServerRuntime implements SessionHost {
     this.linkState = deps.linkState;
     this.servers = new Set((deps.organisationServers ?? []).map((n) => n.toLowerCase()));
     this.relayList = new IpRangeList(deps.config.relay.list);
+    this.bareLineFeedExceptions = new IpRangeList(deps.config.bareLineFeed.exceptions);
     this.connectionList = new IpRangeList(deps.config.connectionControl.list);
     const limits = [deps.config.messages.maxRecipientsPerMessage, deps.orgMaxRecipients].filter(
       (n): n is number => n !== null,
