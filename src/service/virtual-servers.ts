@@ -86,7 +86,8 @@ function hygieneFor(
     org.filters.connection.blockLists.length
       ? new BlockListChecker(
           org.filters.connection.blockLists,
-          makeResolver(vs.delivery.externalDnsServers, 3000),
+          // One try: the check's deadline is the whole budget (hygiene/blocklists.ts).
+          (timeoutMs) => makeResolver(vs.delivery.externalDnsServers, timeoutMs, 1),
           w.eventLog.category('Connection Manager'),
         )
       : undefined,
