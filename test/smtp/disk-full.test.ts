@@ -237,6 +237,19 @@ describe('disk full: the spool cannot be written, tracking holds its events', { 
     // A message small enough to be written whole at the end, and one that spills while it arrives.
     assert.equal(await sendMessage(server.port, 100 * 1024), FULL);
     assert.equal(await sendMessage(server.port, 1024 * 1024), FULL);
+    // BDAT: the chunk that meets the full disk is refused, and so is the transaction.
+    const c = await ehlo(server.port);
+    try {
+      assert.equal(await c.cmd(`MAIL FROM:<${FROM}>`), `250 2.1.0 ${FROM}....Sender OK`);
+      assert.equal(await c.cmd(`RCPT TO:<${TO}>`), `250 2.1.5 ${TO}`);
+      const chunk = Buffer.alloc(512 * 1024, 0x61);
+      c.write(`BDAT ${chunk.length}\r\n`);
+      c.write(chunk);
+      assert.equal(await c.reply(20_000), FULL);
+      assert.equal(await c.cmd('BDAT 0 LAST'), '503 5.5.1 Previous BDAT failed; send RSET');
+    } finally {
+      c.close();
+    }
     assert.deepEqual(
       spoolFiles(server.dataDir).filter((f) => f.endsWith('.msg')),
       [],
