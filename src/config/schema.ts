@@ -22,6 +22,8 @@ const tracking = z
     enabled: z.boolean().default(true),
     logSubject: z.boolean().default(false),
     retentionDays: z.number().int().positive().default(7),
+    /** Events kept in memory while the tracking database cannot be written (disk full). */
+    maxHeldEvents: z.number().int().min(0).default(10_000),
   })
   .prefault({});
 
@@ -70,6 +72,12 @@ export const serverSchema = z.strictObject({
   /** Address for the link state port and organisation traffic to this server. */
   address: z.string().default('127.0.0.1'),
   linkStatePort: z.number().int().min(1).max(65535).default(691),
+  /**
+   * Free space (KB) the data directory's file system keeps: below it MAIL gets 452 4.3.1
+   * (Postfix's queue_minfree). null: 1.5 × the virtual server's message size limit, at
+   * least 100 MB.
+   */
+  queueMinFreeKb: z.number().int().min(0).nullable().default(null),
   mailboxStores: z.array(mailboxStore).prefault([{ name: 'Mailbox Store' }]),
   virtualServers: z.array(virtualServerSchema).min(1, 'a server needs at least one virtual server'),
   messageTracking: tracking,

@@ -24,7 +24,11 @@ export type SpoolJob =
 export interface SpoolReply {
   seq: number;
   error?: string;
+  /** The system error code (ENOSPC, EIO, ...), so the receive side can tell a full disk. */
+  code?: string;
 }
+
+const codeOf = (err: unknown) => (err as NodeJS.ErrnoException | undefined)?.code;
 
 const data = workerData as SpoolWorkerData;
 const port = parentPort!;
@@ -94,7 +98,11 @@ function run(): void {
         replies.push({ seq: job.seq });
       }
     } catch (err) {
-      replies.push({ seq: job.seq, error: err instanceof Error ? err.message : String(err) });
+      replies.push({
+        seq: job.seq,
+        error: err instanceof Error ? err.message : String(err),
+        code: codeOf(err),
+      });
     }
   }
   if (committed.length) {
@@ -106,7 +114,7 @@ function run(): void {
       const error = `fsync of the spool directory: ${err instanceof Error ? err.message : String(err)}`;
       for (const c of committed) {
         fs.rmSync(c.file, { force: true });
-        replies.push({ seq: c.seq, error });
+        replies.push({ seq: c.seq, error, code: codeOf(err) });
       }
     }
   }

@@ -332,7 +332,7 @@ export class Spool {
         this.pending.delete(r.seq);
         this.workerOf.delete(r.seq);
         this.settled(w);
-        if (r.error) p.reject(new Error(r.error));
+        if (r.error) p.reject(Object.assign(new Error(r.error), { code: r.code }));
         else p.resolve();
       }
     });

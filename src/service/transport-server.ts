@@ -177,6 +177,8 @@ export class TransportServer {
     );
     this.tracking.onError = (err) =>
       this.eventLog.category('Queuing Engine').error({ err }, 'message tracking write failed');
+    this.tracking.onWarning = (text) =>
+      this.eventLog.category('Queuing Engine').warn(`message tracking: ${text}`);
     this.tracking.prune();
     // Retention applies to long-running servers too, not only at start.
     this.pruneTimer = setInterval(() => this.tracking.prune(), 3600_000);

@@ -23,6 +23,7 @@ import type { LinkStateService } from '../linkstate/service.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { trackingEvent } from '../tracking/events.js';
 import { tlsContextFor } from './tls-contexts.js';
+import { FreeSpace } from '../queue/free-space.js';
 
 export interface VirtualServerWiring {
   loaded: LoadedConfig;
@@ -37,6 +38,8 @@ export interface VirtualServerWiring {
   onAccepted: (m: SpooledMessage) => void;
   onArchived: (m: SpooledMessage, reason: string) => void;
   remoteTriggered: VirtualServerDeps['remoteTriggered'];
+  /** Free space of the spool's file system, shared by the virtual servers (MAIL's reserve). */
+  freeSpace?: FreeSpace;
 }
 
 /** Greylisting's database, when any virtual server greylists. */
@@ -86,7 +89,8 @@ function hygieneFor(
     org.filters.connection.blockLists.length
       ? new BlockListChecker(
           org.filters.connection.blockLists,
-          makeResolver(vs.delivery.externalDnsServers, 3000),
+          // One try: the check's deadline is the whole budget (hygiene/blocklists.ts).
+          (timeoutMs) => makeResolver(vs.delivery.externalDnsServers, timeoutMs, 1),
           w.eventLog.category('Connection Manager'),
         )
       : undefined,
@@ -95,6 +99,17 @@ function hygieneFor(
     w.acceptedDomains,
     (e) => filtered(w, vs.name, e),
   );
+}
+
+/** One statfs reader for the spool's file system, made on first use and shared. */
+function freeSpaceOf(w: VirtualServerWiring): () => Promise<number | undefined> {
+  const space = (w.freeSpace ??= new FreeSpace(w.spool.dir, {
+    onError: (err) =>
+      w.eventLog
+        .category('SMTP Protocol')
+        .error({ err, dir: w.spool.dir }, 'cannot read the free space of the spool; MAIL is not checked'),
+  }));
+  return () => space.available();
 }
 
 /** Builds one virtual server and starts it listening; throws with the address if it cannot. */
@@ -133,6 +148,8 @@ export async function startVirtualServer(
     ...(w.linkState ? { linkState: w.linkState } : {}),
     organisationServers: allServers(org).map((x) => x.server.name),
     remoteTriggered: w.remoteTriggered,
+    freeSpace: freeSpaceOf(w),
+    queueMinFreeKb: w.server.queueMinFreeKb,
   });
   try {
     await runtime.listen();

@@ -5,7 +5,8 @@
 // sends it one batch a tick with postMessage and keeps a separate read connection for
 // searches (WAL lets them run side by side). Messages are handled strictly in order, and
 // each is answered with its sequence number, so the main thread knows what is committed.
-// A failure (disk full, locked, corrupt) is answered as an error and the thread goes on.
+// A failure (disk full, locked, corrupt) is answered as an error and the thread goes on;
+// the main thread holds the batch and sends it again.
 import { parentPort, workerData } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import {

@@ -3,6 +3,8 @@
 // recipient and time, kept `retentionDays` days (7 by default) [003:7247-7282].
 //
 // Writes run on a worker thread (tracking-writer.ts), reads on this one: see README.md.
+// A batch the database refuses (disk full) is held and written again later, in order;
+// past maxHeldEvents the loss is recorded as a GAP event (HeldEvents, at the end).
 import { Worker } from 'node:worker_threads';
 import type Database from 'better-sqlite3';
 import {
@@ -13,6 +15,7 @@ import {
   type ToWriter,
   type WriterData,
 } from './schema.js';
+import { HeldEvents } from './held-events.js';
 
 export type TrackingEventName =
   | 'RECEIVE'
@@ -30,7 +33,9 @@ export type TrackingEventName =
   | 'DSN'
   | 'BADMAIL'
   | 'POISONMESSAGE'
-  | 'LOAD';
+  | 'LOAD'
+  /** Bridgehead's own: events that could not be recorded (messageInfo says how many, when). */
+  | 'GAP';
 
 export interface TrackingEvent {
   event: TrackingEventName;
@@ -79,6 +84,9 @@ export class MessageTracking {
   private seq = 0;
   /** Messages posted to the writer and not yet answered, by sequence number. */
   private readonly unanswered = new Map<number, (r: FromWriter) => void>();
+  /** Events whose batch failed (disk full): written again later, oldest first. */
+  private readonly held = new HeldEvents();
+  private retryTimer: NodeJS.Timeout | undefined;
   /** The answer to the last message posted to the writer. */
   private last: Promise<FromWriter> | undefined;
   private closing: Promise<void> | undefined;
@@ -88,14 +96,23 @@ export class MessageTracking {
   readonly listeners: ((e: TrackingEvent) => void)[] = [];
   /**
    * Where failures of the writer thread go (disk full, a locked or damaged database):
-   * tracking goes on, the batch in question is lost. At most one report every 10 s.
+   * tracking goes on, the batch in question is held and written again later. At most one
+   * report every 10 s.
    */
   onError: (err: Error) => void = (err) => console.error(`bridgehead: message tracking: ${err.message}`);
+  /** Events are being lost (more held than maxHeldEvents); said once per gap. */
+  onWarning: (text: string) => void = (text) => console.warn(`bridgehead: message tracking: ${text}`);
 
   constructor(
     private readonly file: string,
     private readonly serverHostname: string,
-    private readonly options: { enabled: boolean; logSubject: boolean; retentionDays: number },
+    private readonly options: {
+      enabled: boolean;
+      logSubject: boolean;
+      retentionDays: number;
+      /** Events kept while the database cannot be written; beyond this they are lost (a GAP). */
+      maxHeldEvents?: number;
+    },
   ) {
     // The schema is created here, before any writer exists, so the read connection never
     // sees a missing table and a bad path still fails the constructor.
@@ -141,12 +158,72 @@ export class MessageTracking {
     const rows = this.pending;
     this.pending = [];
     if (!rows.length) return;
-    void this.post({ type: 'batch', seq: ++this.seq, rows });
+    // While earlier events wait to be written again, new ones queue behind them, in order.
+    if (this.held.waiting) {
+      this.hold(rows, undefined);
+      return;
+    }
+    this.postBatch(rows);
   }
 
-  /** Resolves once every event written so far is committed (or its failure reported). */
+  private postBatch(rows: EventRowValues[]): Promise<FromWriter> {
+    return this.post({ type: 'batch', seq: ++this.seq, rows }).then((r) => {
+      if (r.error) this.hold(rows, r.error);
+      return r;
+    });
+  }
+
+  /** Keeps the rows of a failed batch (bounded) and tries them again in a second. */
+  private hold(rows: EventRowValues[], error: string | undefined): void {
+    const limit = this.options.maxHeldEvents ?? 10_000;
+    const hadGap = this.held.gap !== undefined;
+    this.held.add(rows, limit, error);
+    if (!hadGap && this.held.gap) {
+      try {
+        this.onWarning(
+          `${limit} events wait to be written (${error ?? 'the database cannot be written'}); ` +
+            'further events are lost until it can be written again, and a GAP event will say how many',
+        );
+      } catch {
+        // A failing logger must not stop tracking.
+      }
+    }
+    this.scheduleRetry();
+  }
+
+  private scheduleRetry(): void {
+    this.retryTimer ??= setTimeout(() => {
+      this.retryTimer = undefined;
+      this.retryHeld();
+    }, 1000);
+    // A full disk must not keep a stopping process alive: close() tries once more.
+    this.retryTimer.unref();
+  }
+
+  /** One batch: every held event, then a GAP event if some were lost. */
+  private retryHeld(): Promise<FromWriter> | undefined {
+    const taken = this.held.take(this.serverHostname);
+    if (!taken) return undefined;
+    return this.post({ type: 'batch', seq: ++this.seq, rows: taken.rows }).then((r) => {
+      if (r.error) this.held.putBack(taken, r.error);
+      else this.held.done();
+      if (this.held.waiting && !this.closing) this.scheduleRetry();
+      return r;
+    });
+  }
+
+  /**
+   * Resolves once every event written so far is committed (or its failure reported).
+   * Held events are tried again now rather than at the next retry.
+   */
   async flushed(): Promise<void> {
     this.flush();
+    if (this.held.waiting) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      const retry = this.retryHeld();
+      if (!retry) this.scheduleRetry();
+    }
     await this.last;
   }
 
@@ -248,13 +325,21 @@ export class MessageTracking {
 
   private async shutdown(): Promise<void> {
     try {
+      clearTimeout(this.retryTimer);
       this.flush();
+      // Held events get one last try.
+      this.retryHeld();
       const w = this.writer;
       if (w) {
         // Answered after every batch and purge posted before it: the writer commits them all.
         await this.post({ type: 'close', seq: ++this.seq });
         this.writer = undefined; // the exit that follows is expected
         await w.terminate();
+      }
+      if (this.held.waiting) {
+        // Not rate-limited: the last word on what this run could not record.
+        const lost = this.held.count + (this.held.gap?.lost ?? 0);
+        this.onError(new Error(`${lost} event(s) lost at shutdown: the tracking database cannot be written`));
       }
       this.db.close();
     } catch (err) {

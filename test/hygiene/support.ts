@@ -51,7 +51,12 @@ export interface DnsServer {
  * Starts dnsmasq on 127.0.0.1 with a free port. `zones` are answered locally only (a name
  * without a record is NXDOMAIN); `records` maps a name to its A record.
  */
-export async function startDns(zones: string[], records: Record<string, string>): Promise<DnsServer> {
+export async function startDns(
+  zones: string[],
+  records: Record<string, string>,
+  /** More dnsmasq options, for example `--server=/zone/ip#port` to forward a zone. */
+  extraArgs: string[] = [],
+): Promise<DnsServer> {
   let lastOutput = '';
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freeUdpPort();
@@ -68,6 +73,7 @@ export async function startDns(zones: string[], records: Record<string, string>)
       '--log-facility=-',
       ...zones.map((z) => `--local=/${z}/`),
       ...Object.entries(records).map(([name, ip]) => `--host-record=${name},${ip}`),
+      ...extraArgs,
     ];
     const proc: ChildProcess = spawn(DNSMASQ, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -166,9 +172,9 @@ export function listedRecords(suffix: string, clients = LISTED): Record<string, 
 }
 
 /** Connects to the server from `localAddress` (any 127.0.0.0/8 address). */
-export function connectFrom(port: number, localAddress: string): Promise<RawSmtp> {
+export function connectFrom(port: number, localAddress: string, host = '127.0.0.1'): Promise<RawSmtp> {
   return new Promise((resolve, reject) => {
-    const s = net.connect({ port, host: '127.0.0.1', localAddress }, () => {
+    const s = net.connect({ port, host, localAddress }, () => {
       s.off('error', reject);
       // RawSmtp only exposes connect(); wrap the bound socket with its constructor.
       const Raw = RawSmtp as unknown as new (socket: net.Socket) => RawSmtp;
@@ -183,8 +189,9 @@ export async function sessionFrom(
   port: number,
   localAddress: string,
   helo = 'client.test',
+  host = '127.0.0.1',
 ): Promise<RawSmtp> {
-  const c = await connectFrom(port, localAddress);
+  const c = await connectFrom(port, localAddress, host);
   const banner = await c.reply();
   if (!banner.startsWith('220 ')) throw new Error(`unexpected banner: ${banner}`);
   const ehlo = await c.cmd(`EHLO ${helo}`);

@@ -99,7 +99,7 @@ test('retention purge runs on the writer and counts what it deleted', async () =
   }
 });
 
-test('a failed write is reported and tracking goes on', async () => {
+test('a failed write is reported, its events are held and written once the database takes them', async () => {
   const file = fresh();
   const t = new MessageTracking(file, 'mail1.test.example', on);
   const errors: Error[] = [];
@@ -119,7 +119,52 @@ test('a failed write is reported and tracking goes on', async () => {
     other.close();
     t.write(event(3));
     const ids = (await t.search({})).map((r) => r.internalMessageId);
-    assert.deepEqual(ids, ['id-1', 'id-3'], 'the failed batch rolled back as a whole');
+    assert.deepEqual(ids, ['id-1', 'id-2', 'id-3'], 'the failed batch was held and written, in order');
+    // Events 2 and 3, two recipients each (event 1's went with the dropped table).
+    assert.equal(count(file).recipients, 4, 'event 2 was written whole, once');
+  } finally {
+    await t.close();
+  }
+});
+
+test('beyond maxHeldEvents events are lost, and a GAP event says how many and when', async () => {
+  const file = fresh();
+  const t = new MessageTracking(file, 'mail1.test.example', { ...on, maxHeldEvents: 2 });
+  const warnings: string[] = [];
+  t.onError = () => undefined;
+  t.onWarning = (text) => warnings.push(text);
+  try {
+    t.write(event(1));
+    await t.flushed();
+    const other = new Database(file);
+    other.exec('DROP TABLE event_recipients');
+    const first = Date.now();
+    for (let i = 2; i <= 6; i++) {
+      t.write(event(i));
+      await t.flushed();
+    }
+    const last = Date.now();
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    other.exec('CREATE TABLE event_recipients (event_id INTEGER NOT NULL, recipient TEXT NOT NULL)');
+    other.close();
+    const rows = await t.search({});
+    assert.deepEqual(
+      rows.map((r) => `${r.event} ${r.internalMessageId}`),
+      ['RECEIVE id-1', 'RECEIVE id-2', 'RECEIVE id-3', 'GAP '],
+    );
+    const gap = rows[3]!;
+    assert.equal(gap.source, 'TRACKING');
+    const m = /^3 event\(s\) not recorded between (\S+) and (\S+): .*event_recipients/.exec(
+      gap.messageInfo ?? '',
+    );
+    assert.ok(m, gap.messageInfo);
+    assert.ok(Date.parse(m[1]!) >= first - 5 && Date.parse(m[2]!) <= last + 5, gap.messageInfo);
+    assert.equal(gap.dateTime, m[1]);
+    // Found by time, as the administrator searching that period would.
+    assert.equal(
+      (await t.search({ event: 'GAP', start: new Date(first - 5), end: new Date(last + 5) })).length,
+      1,
+    );
   } finally {
     await t.close();
   }

@@ -14,8 +14,8 @@ export interface MailHost {
 
 export type DnsStep = (line: string) => void;
 
-export function makeResolver(servers: readonly string[], timeoutMs = 5000): Resolver {
-  const r = new Resolver({ timeout: timeoutMs, tries: 2 });
+export function makeResolver(servers: readonly string[], timeoutMs = 5000, tries = 2): Resolver {
+  const r = new Resolver({ timeout: timeoutMs, tries });
   if (servers.length) r.setServers(servers.map((s) => s.trim()));
   return r;
 }

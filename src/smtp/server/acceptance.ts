@@ -10,7 +10,7 @@
 //   fsync'd. A message the sender filter archives is marked in the spool file itself,
 //   so a crash before its move to badmail cannot let recovery deliver it.
 // DIAGNOSTICS  554 5.4.6 hop count · 552 5.3.4 size (a session size overrun also closes) ·
-//           451 4.3.0 spool write failed
+//           452 4.3.1 the disk is full (ENOSPC, EDQUOT) · 451 4.3.0 other spool write failures
 // STANDARDS RFC 5321 §4.4 (Received), §6.3 (loops), 3848 ("with" keywords)
 // SEE ALSO  queue/spool.ts
 import { reply, type TransportError } from '../status.js';
@@ -20,6 +20,7 @@ import { askSinks } from './sinks.js';
 import { countReceivedHeaders } from '../../message/headers.js';
 import { headerFields } from './header-scan.js';
 import { isOrganisationServer } from './org-verbs.js';
+import { spoolFailure } from './storage.js';
 import type { SessionContext, SessionFacts, Transaction } from './state.js';
 
 /** Who submitted the message, as the envelope records it. */
@@ -106,6 +107,9 @@ export async function finishMessage(session: SessionContext, transaction: Transa
   facts.sessionBytes += transaction.bytes;
   if (transaction.failure) {
     await transaction.writer?.abort();
+    if (transaction.spoolError) {
+      server.log.error({ err: transaction.spoolError }, 'cannot write message to the spool');
+    }
     session.send(transaction.failure);
     if (transaction.failure.text.toString().startsWith('Session size')) session.close();
     return;
@@ -150,6 +154,6 @@ export async function finishMessage(session: SessionContext, transaction: Transa
   } catch (err) {
     await writer.abort();
     server.log.error({ err, id: writer.envelope.id }, 'cannot write message to the spool');
-    session.send(reply(451, '4.3.0', 'Error writing message to the queue; try again later'));
+    session.send(spoolFailure(err));
   }
 }

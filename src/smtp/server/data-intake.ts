@@ -16,6 +16,7 @@
 //   read to its end and then refused. The header section is scanned as it passes, and
 //   its facts enter the envelope before a large message spills to disk.
 // DIAGNOSTICS  552 5.3.4 message or session size · 550 5.5.2 bare <LF> in DATA ·
+//           452 4.3.1 a spill to disk found the disk full (451 4.3.0 another write error) ·
 //           501 5.5.4 BDAT syntax · 503 5.5.1 BINARYMIME over DATA, DATA after BDAT,
 //           BDAT after a failed BDAT
 // STANDARDS RFC 5321 §2.3.8 (CRLF only), §4.5.2 (transparency), 3030 (CHUNKING, BINARYMIME)
@@ -24,6 +25,7 @@ import { reply, TransportError, type Reply } from '../status.js';
 import type { VirtualServerConfig } from '../../config/schema.js';
 import { applyHeaderFacts, finishMessage, openMessage } from './acceptance.js';
 import { firstRefusal, readyForData } from './preconditions.js';
+import { spoolFailure } from './storage.js';
 import type { ByteReader, Input, SessionContext, SessionFacts, Transaction } from './state.js';
 
 const DOT = 0x2e;
@@ -166,7 +168,14 @@ export async function messageBytes(
   if (transaction.header.done && !headerWasDone) {
     applyHeaderFacts(transaction.writer!.envelope, transaction.header.text());
   }
-  await transaction.writer!.write(chunk);
+  try {
+    await transaction.writer!.write(chunk);
+  } catch (err) {
+    // A spill to disk failed (disk full, I/O error): the message fails, the data is still read.
+    transaction.failure = spoolFailure(err);
+    transaction.spoolError = err;
+    await transaction.writer?.abort();
+  }
 }
 
 /** DATA, after the table's checks (no argument, hello, a transaction with recipients). */

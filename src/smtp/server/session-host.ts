@@ -37,6 +37,13 @@ export const noHeldQueues: RemoteTriggeredDelivery = {
   },
 };
 
+export interface SessionStorage {
+  /** Bytes free for the server; undefined when unknown. Cheap: read at most once a second. */
+  available(): Promise<number | undefined>;
+  /** Bytes to keep free (queueMinFreeKb, or its default). */
+  readonly reserve: number;
+}
+
 export interface SessionHost {
   readonly config: VirtualServerConfig;
   readonly fqdn: string;
@@ -56,6 +63,8 @@ export interface SessionHost {
   readonly linkState: { session(): (args: string) => Reply } | undefined;
   /** Protocol event sinks, in order; none by default. */
   readonly sinks: readonly ProtocolSink[];
+  /** Room on the data directory's file system: MAIL waits (452 4.3.1) below `reserve` bytes. */
+  readonly storage: SessionStorage | undefined;
   /** A session ended (closed by either side). */
   sessionEnded(session: object): void;
   /** Is `name` a server of the organisation (it authenticates with the secret)? */

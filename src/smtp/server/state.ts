@@ -30,6 +30,8 @@ export interface Transaction {
   bytes: number;
   /** Set once the message exceeded a limit; data is still consumed to its end. */
   failure?: Reply;
+  /** Why writing the spool failed, when that is the failure (logged at the end of the data). */
+  spoolError?: unknown;
   header: HeaderScan;
   /** A failed BDAT poisons the rest of the transaction. */
   bdatFailed?: boolean;

@@ -2,12 +2,14 @@
 // SYNOPSIS  mail(session, arg) · rcpt(session, arg) · resetTransaction(facts)
 // DESCRIPTION
 //   MAIL: anonymous submission and the user's submit permission, the per-connection
-//   message limit (421, closes), the path and its parameters (envelope-params.ts), then
+//   message limit (421, closes), the path and its parameters (envelope-params.ts), the
+//   free space of the data directory against queueMinFreeKb and SIZE= (storage.ts), then
 //   the sender filter, which may refuse, drop the connection or mark the message for
 //   badmail. RCPT: parameters, the recipient limit, the relay decision (relay-policy.ts)
 //   and the recipient filters. A refused recipient is counted so DATA can tell
 //   "554 No valid recipients" from "503 Need rcpt command".
 // DIAGNOSTICS  530 5.7.1 anonymous refused · 550 5.7.1 no submit permission ·
+//           452 4.3.1 Insufficient system storage (below the reserve, or SIZE= does not fit) ·
 //           452 4.5.3 too many recipients · 550 5.7.1 Unable to relay for <addr>
 // STANDARDS RFC 5321 §3.3, §4.5.1 (Postmaster), 3461, 6531
 // SECURITY  the relay decision is made here for every recipient; see relay-policy.ts.
@@ -18,6 +20,7 @@ import { recipientParameters, senderParameters } from './envelope-params.js';
 import { mayRelay, needsRelay } from './relay-policy.js';
 import { HeaderScan } from './header-scan.js';
 import { askSinks } from './sinks.js';
+import { storageRefusal } from './storage.js';
 import type { Precondition, SessionContext, SessionFacts } from './state.js';
 
 /** MAIL inside a transaction. */
@@ -48,6 +51,15 @@ export async function mail(session: SessionContext, arg: string): Promise<void> 
     maxMessageSizeKb: config.messages.maxMessageSizeKb,
   });
   if (parameters instanceof TransportError) throw parameters;
+  // Before the filters: a full disk is the same answer for everyone (Postfix queue_minfree).
+  if (server.storage) {
+    const refusal = storageRefusal({
+      available: await server.storage.available(),
+      reserve: server.storage.reserve,
+      ...(parameters.declaredSize !== undefined ? { declaredSize: parameters.declaredSize } : {}),
+    });
+    if (refusal) throw refusal;
+  }
   const verdict = server.hygiene?.atMail(session.remoteAddress, path.address, facts.identity !== undefined);
   if (verdict?.action === 'reject') {
     throw new TransportError(verdict.code, verdict.status, verdict.text, verdict.drop ?? false);

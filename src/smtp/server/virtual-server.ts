@@ -12,7 +12,13 @@ import type { Spool, SpooledMessage } from '../../queue/spool.js';
 import type { ProtocolLog } from '../../logs/protocol-log.js';
 import { formatReply, reply, type Reply } from '../status.js';
 import { SmtpSession } from './session.js';
-import { noHeldQueues, type RemoteTriggeredDelivery, type SessionHost } from './session-host.js';
+import {
+  noHeldQueues,
+  type RemoteTriggeredDelivery,
+  type SessionHost,
+  type SessionStorage,
+} from './session-host.js';
+import { queueMinFree } from './storage.js';
 import type { SessionHygiene } from '../../hygiene/session-hygiene.js';
 import type { ProtocolSink } from '../../sinks/sink.js';
 
@@ -46,6 +52,10 @@ export interface VirtualServerDeps {
   organisationServers?: string[];
   /** Protocol event sinks (connect, HELO, MAIL, RCPT, end of data), in order. */
   sinks?: readonly ProtocolSink[];
+  /** Free bytes on the data directory's file system (queue/free-space.ts); none: no check. */
+  freeSpace?: () => Promise<number | undefined>;
+  /** The server's queueMinFreeKb (null: its default, see storage.ts). */
+  queueMinFreeKb?: number | null;
 }
 
 export class VirtualServerRuntime implements SessionHost {
@@ -68,6 +78,7 @@ export class VirtualServerRuntime implements SessionHost {
   private readonly onArchived: ((message: SpooledMessage, reason: string) => void) | undefined;
   readonly hygiene: SessionHygiene | undefined;
   readonly sinks: readonly ProtocolSink[];
+  readonly storage: SessionStorage | undefined;
   private readonly onRefused: ((ip: string) => void) | undefined;
   readonly linkState: { session(): (args: string) => Reply } | undefined;
   private readonly servers: Set<string>;
@@ -89,6 +100,12 @@ export class VirtualServerRuntime implements SessionHost {
     this.onArchived = deps.onArchived;
     this.hygiene = deps.hygiene;
     this.sinks = deps.sinks ?? [];
+    this.storage = deps.freeSpace
+      ? {
+          available: deps.freeSpace,
+          reserve: queueMinFree(deps.queueMinFreeKb ?? null, deps.config.messages.maxMessageSizeKb),
+        }
+      : undefined;
     this.onRefused = deps.onRefused;
     this.linkState = deps.linkState;
     this.servers = new Set((deps.organisationServers ?? []).map((n) => n.toLowerCase()));
