@@ -197,7 +197,7 @@ describe('disk full: 452 4.3.1 at MAIL below queueMinFreeKb', { skip }, () => {
 
 describe('disk full: the spool cannot be written, tracking holds its events', { skip }, () => {
   let server: RunningServer;
-  const api = () => ['--api', server.api!];
+  const api = () => ['--api', server.api!, '--data-dir', server.dataDir];
 
   before(async () => {
     server = await serverOnTmpfs(47311, '4m', (s) => {
