@@ -3,11 +3,20 @@
 // the bearer token (--token, $BRIDGEHEAD_TOKEN), JSON in and out, and one readable CliError
 // for every way a call fails: the server not reached, or an answer 4xx/5xx (401/403 a
 // token refused, 404 nothing there, any other) with the text the server gave and the HTTP
-// status. `run` (commands.ts) prints a CliError's message and exits with status 2.
+// status. `run` (commands.ts) prints a CliError's message and exits with its exit code
+// (exit-codes.ts): 3 not reached, 2 refused (4xx), 1 a server fault (5xx).
 import type { Command } from 'commander';
 import { allServers, loadConfigFile } from '../config/load.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
 
-export class CliError extends Error {}
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode = EXIT.refused,
+  ) {
+    super(message);
+  }
+}
 
 /** The options every admin-API command takes (see withApi). */
 export interface ApiOptions {
@@ -51,7 +60,10 @@ export function withApi(cmd: Command): Command {
  */
 export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
   if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, '') }];
-  if (process.env.BRIDGEHEAD_API && !o.config) return [{ name: 'api', url: process.env.BRIDGEHEAD_API }];
+  if (process.env.BRIDGEHEAD_API && !o.config) {
+    const url = process.env.BRIDGEHEAD_API.replace(/\/$/, '');
+    return [{ name: url, url }];
+  }
   if (o.config) {
     const servers = allServers(loadConfigFile(o.config).org).map((s) => s.server);
     const chosen = o.server
@@ -65,7 +77,7 @@ export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
       return { name: s.name, url: `http://${host.includes(':') ? `[${host}]` : host}:${s.adminApi.port}` };
     });
   }
-  return [{ name: 'local', url: 'http://127.0.0.1:8025' }];
+  return [{ name: 'http://127.0.0.1:8025', url: 'http://127.0.0.1:8025' }];
 }
 
 export class AdminClient {
@@ -123,19 +135,23 @@ export class AdminClient {
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      // The URL once: a server named only by its URL (--api) is not named twice.
+      const where = name === url ? `at ${url}` : `of ${name} at ${url}`;
       throw new CliError(
-        `cannot reach the admin API of ${name} at ${url} (${cause}); is the server running?`,
+        `cannot reach the admin API ${where} (${cause}); is the server running?`,
+        EXIT.unreachable,
       );
     }
+    const refused = res.status >= 500 ? EXIT.failed : EXIT.refused;
     const type = res.headers.get('content-type') ?? '';
     if (type.includes('application/json')) {
       const json = (await res.json()) as { error?: string };
       if (res.status >= 400)
-        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})`);
+        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})`, refused);
       return { status: res.status, json };
     }
     const bytes = Buffer.from(await res.arrayBuffer());
-    if (res.status >= 400) throw new CliError(`${name}: HTTP ${res.status} ${bytes.toString()}`);
+    if (res.status >= 400) throw new CliError(`${name}: HTTP ${res.status} ${bytes.toString()}`, refused);
     return { status: res.status, bytes };
   }
 }

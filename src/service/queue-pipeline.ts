@@ -180,5 +180,6 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     deleteMessage: (id, ndr) => operations.deleteMessage(id, ndr),
     exportMessage: (id) => operations.exportMessage(id),
     retryNow: (queue) => operations.retryNow(queue),
+    queueExists: (name) => operations.queueExists(name),
   };
 }

@@ -13,24 +13,9 @@ import {
   type ToWriter,
   type WriterData,
 } from './schema.js';
+import type { TrackingEventName } from './event-names.js';
 
-export type TrackingEventName =
-  | 'RECEIVE'
-  | 'SUBMIT'
-  | 'RESOLVE'
-  | 'EXPAND'
-  | 'DUPLICATEEXPAND'
-  | 'REDIRECT'
-  | 'TRANSFER'
-  | 'SEND'
-  | 'DELIVER'
-  | 'DUPLICATEDELIVER'
-  | 'DEFER'
-  | 'FAIL'
-  | 'DSN'
-  | 'BADMAIL'
-  | 'POISONMESSAGE'
-  | 'LOAD';
+export type { TrackingEventName } from './event-names.js';
 
 export interface TrackingEvent {
   event: TrackingEventName;
