@@ -15,10 +15,9 @@ const partialFailure = (text: string) => new CliError(text, EXIT.failed);
  */
 export function retryLines(name: string, r: RetryReport): string[] {
   const lines: string[] = [];
-  if (r.recipients > 0 || !r.held.length)
-    lines.push(
-      `${name}: ${r.recipients} recipient(s) retried now${r.frozen ? ' (but the queue is frozen)' : ''}`,
-    );
+  if (r.frozen) lines.push(`${name}: the queue is frozen: nothing is sent until \`queue unfreeze\``);
+  else if (r.recipients > 0 || !r.held.length)
+    lines.push(`${name}: ${r.recipients} recipient(s) retried now`);
   for (const h of r.held) {
     const until =
       h.reason === 'remote-triggered'
@@ -30,7 +29,6 @@ export function retryLines(name: string, r: RetryReport): string[] {
       `${name}: ${h.recipients} recipient(s) stay held ${until}: ${h.detail}; retry does not send them`,
     );
   }
-  if (r.frozen) lines.push(`${name}: the queue is frozen: nothing is sent until \`queue unfreeze\``);
   return lines;
 }
 

@@ -150,6 +150,13 @@ test('retry, freeze, unfreeze, find and delete of an unknown queue say so and ex
   // A queue that exists still works, listed or named by a remote next hop.
   const ok = await bh(A('queue', 'freeze', 'Local delivery'));
   assert.equal(ok.code, 0, ok.stderr);
+  // Retry on a frozen queue does not pretend to send.
+  const frozen = await bh(A('queue', 'retry', 'Local delivery'));
+  assert.equal(frozen.code, 0, frozen.stderr);
+  assert.equal(
+    frozen.stdout,
+    'Local delivery: the queue is frozen: nothing is sent until `queue unfreeze`\n',
+  );
   assert.equal((await bh(A('queue', 'unfreeze', 'Local delivery'))).code, 0);
 });
 
