@@ -19,7 +19,7 @@ import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
 import { addAdminCommands } from './admin-commands.js';
 import { CliError } from './admin-client.js';
-import { EXIT } from './exit-codes.js';
+import { EXIT, EXIT_HELP } from './exit-codes.js';
 import { addRouteCommands } from './route-commands.js';
 import { outboundSettings } from '../config/outbound.js';
 
@@ -44,7 +44,8 @@ export function buildProgram(): Command {
   const program = new Command('bridgehead')
     .description('Bridgehead mail transport server')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .addHelpText('after', EXIT_HELP);
 
   program
     .command('serve')

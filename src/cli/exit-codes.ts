@@ -23,3 +23,14 @@ export const EXIT = {
 } as const;
 
 export type ExitCode = (typeof EXIT)[keyof typeof EXIT];
+
+/** The table as `bridgehead --help` ends with it. */
+export const EXIT_HELP = `
+Exit status:
+  0  done
+  1  not done, or only partly, and reported: some of a bulk delete refused, some servers
+     did not answer (track --config), an invalid organisation file, a server fault (5xx)
+  2  refused: a wrong command line, an unknown event, nothing by that name (queue,
+     message, server, logging category), the server said no (HTTP 4xx)
+  3  no server reached: the admin API does not answer at that URL
+`;

@@ -311,6 +311,19 @@ test('every command exits with the documented status for its error case', async 
       code: 2,
       stderr: /there is no link state to exchange \(HTTP 404\)/,
     },
+    { args: A('message', 'unfreeze', 'NOSUCHID'), code: 2, stderr: /no message NOSUCHID/ },
+    {
+      args: ['dnsdiag', 'night.test', '-c', partOrg, '-s', 'MAIL1', '--virtual-server', 'NOSUCH'],
+      code: 2,
+      stderr: /no virtual server "NOSUCH"/,
+    },
+    { args: ['serve', '-c', partOrg, '-s', 'NOSUCH'], code: 2, stderr: /no server "NOSUCH"/ },
+    {
+      args: ['user', 'passwd', 'nobody', '-c', partOrg, '--password-file', partOrg],
+      code: 2,
+      stderr: /no user "nobody"/,
+    },
+    { args: ['user', 'hash-password'], code: 2, stderr: /the password is empty/ },
     // 1: an invalid organisation file
     { args: ['config', 'check', missing], code: 1, stderr: /cannot read/ },
     { args: ['route', 'show', '-c', missing], code: 1, stderr: /cannot read/ },
@@ -323,6 +336,13 @@ test('every command exits with the documented status for its error case', async 
     { args: ['log', 'show', '--api', DOWN_API], code: 3, stderr: /cannot reach/ },
     { args: ['route', 'show', '--api', DOWN_API], code: 3, stderr: /cannot reach the admin API at / },
   ];
+  const help = await bh(['--help']);
+  assert.equal(help.code, 0, help.stderr);
+  assert.match(
+    help.stdout,
+    /^Exit status:\n {2}0 {2}done\n {2}1 .*\n.*\n {2}2 .*\n.*\n {2}3 /m,
+    'the table is in the help',
+  );
   const wrong: string[] = [];
   for (const c of cases) {
     const r = await bh(c.args);
