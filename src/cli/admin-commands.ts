@@ -24,7 +24,7 @@ export function retryLines(name: string, r: RetryReport): string[] {
         ? 'until the remote side sends ETRN or TURN'
         : h.opens
           ? `until the connector schedule opens at ${h.opens}`
-          : 'until the connector schedule is changed (it never opens by itself)';
+          : 'until its schedule is changed and the configuration reloaded (it never opens by itself)';
     lines.push(
       `${name}: ${h.recipients} recipient(s) stay held ${until}: ${h.detail}; retry does not send them`,
     );

@@ -7,7 +7,7 @@
 // 2 refused, 3 not reached).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
@@ -194,7 +194,7 @@ test('queue retry on a connector that never runs, and on one held for ETRN: says
   assert.equal(never.code, 0, never.stderr);
   assert.equal(
     never.stdout,
-    'Never: 1 recipient(s) stay held until the connector schedule is changed (it never opens by itself): ' +
+    'Never: 1 recipient(s) stay held until its schedule is changed and the configuration reloaded (it never opens by itself): ' +
       'Connector schedule: never run; retry does not send them\n',
   );
   const etrn = await bh(A('queue', 'retry', 'ETRN'));
@@ -352,4 +352,27 @@ test('every command exits with the documented status for its error case', async 
       );
   }
   assert.deepEqual(wrong, []);
+});
+
+// ------------------------------------------------------------------ reload releases holds
+
+test('a reload routes held mail again: a schedule opened in the file reaches mail already held', async () => {
+  const org = YAML.parse(readFileSync(server.configFile, 'utf8')) as Record<string, any>;
+  const never = (org.routingGroups[0].connectors as { name: string; schedule?: unknown }[]).find(
+    (c) => c.name === 'Never',
+  )!;
+  never.schedule = { mode: 'always' };
+  writeFileSync(server.configFile, YAML.stringify(org));
+  server.proc.kill('SIGHUP');
+  await waitFor('the reload', () => /reloaded /.test(server.output()));
+  // Routed again at once: now it is tried (its smart host is down), no longer held.
+  const q = await waitFor('the Never queue to leave Scheduled', async () => {
+    const list = await bhJson<{ name: string; state: string; lastError?: string }[]>(A('queue', 'list'));
+    const never = list.find((x) => x.name === 'Never');
+    return never && never.state === 'Retry' ? never : undefined;
+  });
+  assert.match(q.lastError ?? '', /Cannot connect/);
+  const r = await bh(A('queue', 'retry', 'Never'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Never: 1 recipient(s) retried now\n');
 });
