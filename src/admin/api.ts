@@ -9,6 +9,7 @@ import type { QueueAdmin, QueueState } from '../queue/admin/index.js';
 import type { MessageTracking } from '../tracking/tracking.js';
 import { CATEGORIES, type Category, type DiagnosticLevel, type EventLog } from '../logs/event-log.js';
 import { TransportError } from '../smtp/status.js';
+import { TRACKING_EVENTS, trackingEventName } from '../tracking/event-names.js';
 import type { TransportMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { bearerToken, tokenMatches } from './token.js';
@@ -85,7 +86,8 @@ export function buildAdminApi(d: AdminDeps): FastifyInstance {
   app.setErrorHandler((err: unknown, _req, reply) => {
     if (err instanceof HttpError) return reply.code(err.statusCode).send({ error: err.message });
     if (err instanceof TransportError) {
-      const code = err.message.startsWith('no message') ? 404 : 409;
+      // "no message …", "no queue …": nothing there by that name.
+      const code = /^no (message|queue) /.test(err.message) ? 404 : 409;
       return reply.code(code).send({ error: err.message, status: err.status });
     }
     const e = err as { statusCode?: number; message?: string };
@@ -113,7 +115,8 @@ export function buildAdminApi(d: AdminDeps): FastifyInstance {
   for (const action of ['freeze', 'unfreeze', 'retry'] as const) {
     app.post<{ Params: { name: string } }>(`/api/v1/queues/:name/${action}`, async (req) => {
       const name = req.params.name;
-      if (action === 'retry') return { queue: name, recipients: d.engine.retryNow(name) };
+      // An unknown name is refused by the engine (404): a freeze never creates a queue.
+      if (action === 'retry') return { queue: name, ...d.engine.retryNow(name) };
       d.engine.freezeQueue(name, action === 'freeze');
       return { queue: name, frozen: action === 'freeze' };
     });
@@ -125,10 +128,12 @@ export function buildAdminApi(d: AdminDeps): FastifyInstance {
     if (state && !STATES.includes(state as QueueState)) {
       throw new HttpError(400, `state must be one of ${STATES.join(', ')}`);
     }
+    const queue = str(q.queue);
+    if (queue !== undefined && !d.engine.queueExists(queue)) throw new HttpError(404, `no queue "${queue}"`);
     return {
       sender: str(q.sender),
       recipient: str(q.recipient),
-      queue: str(q.queue),
+      queue,
       state: state as QueueState | undefined,
       limit: limit(q.limit, 100),
     };
@@ -188,12 +193,15 @@ export function buildAdminApi(d: AdminDeps): FastifyInstance {
   // ---- tracking
   app.get<{ Querystring: Record<string, string> }>('/api/v1/tracking', async (req) => {
     const q = req.query;
+    const event = str(q.event);
+    if (event !== undefined && !trackingEventName(event))
+      throw new HttpError(400, `event must be one of ${TRACKING_EVENTS.join(', ')}`);
     return d.tracking.search({
       sender: str(q.sender),
       recipient: str(q.recipient),
       messageId: str(q.messageId),
       internalMessageId: str(q.internalMessageId),
-      event: str(q.event),
+      event,
       start: date(q.start, 'start'),
       end: date(q.end, 'end'),
       limit: limit(q.limit, 1000),

@@ -1,4 +1,6 @@
 // The OpenAPI description the admin API serves at /api/v1/openapi.json.
+import { TRACKING_EVENTS } from '../tracking/event-names.js';
+
 const q = (name: string, description: string) => ({
   name,
   in: 'query',
@@ -8,12 +10,15 @@ const q = (name: string, description: string) => ({
 });
 const p = (name: string) => ({ name, in: 'path', required: true, schema: { type: 'string' } });
 const ok = (description: string) => ({ responses: { '200': { description } } });
+const okOr404 = (description: string) => ({
+  responses: { '200': { description }, '404': { description: 'no queue by that name' } },
+});
 
 export function openApiDocument(): Record<string, unknown> {
   const find = [
     q('sender', 'envelope sender'),
     q('recipient', 'recipient address'),
-    q('queue', 'queue name'),
+    q('queue', 'queue name (404 when there is no such queue)'),
     q('state', 'Ready | Active | Retry | Scheduled | Remote | Frozen'),
     q('limit', 'default 100'),
   ];
@@ -30,10 +35,16 @@ export function openApiDocument(): Record<string, unknown> {
       '/api/v1/queues/{name}': {
         get: { parameters: [p('name'), q('limit', 'messages shown')], ...ok('one queue and its messages') },
       },
-      '/api/v1/queues/{name}/freeze': { post: { parameters: [p('name')], ...ok('queue frozen') } },
-      '/api/v1/queues/{name}/unfreeze': { post: { parameters: [p('name')], ...ok('queue unfrozen') } },
+      '/api/v1/queues/{name}/freeze': { post: { parameters: [p('name')], ...okOr404('queue frozen') } },
+      '/api/v1/queues/{name}/unfreeze': { post: { parameters: [p('name')], ...okOr404('queue unfrozen') } },
       '/api/v1/queues/{name}/retry': {
-        post: { parameters: [p('name')], ...ok('force connection: retries due now') },
+        post: {
+          parameters: [p('name')],
+          ...okOr404(
+            'force connection: {recipients} due now; {held} what a connector still holds (reason, ' +
+              'recipients, detail, opens when its schedule opens); {frozen} the queue is frozen',
+          ),
+        },
       },
       '/api/v1/messages': { get: { parameters: find, ...ok('messages matching the filter') } },
       '/api/v1/messages/delete': {
@@ -61,7 +72,10 @@ export function openApiDocument(): Record<string, unknown> {
             q('recipient', ''),
             q('messageId', 'Message-ID header'),
             q('internalMessageId', 'queue id'),
-            q('event', 'RECEIVE, SUBMIT, EXPAND, DELIVER, SEND, FAIL, DSN, ...'),
+            {
+              ...q('event', 'one event (400 for any other)'),
+              schema: { type: 'string', enum: [...TRACKING_EVENTS] },
+            },
             q('start', 'ISO date'),
             q('end', 'ISO date'),
             q('limit', 'default 1000'),

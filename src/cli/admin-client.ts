@@ -5,15 +5,24 @@
 // out, and one readable CliError for every way a call fails: the server not reached, or an
 // answer 4xx/5xx (401/403 a token refused, with why no good token was sent; 404 nothing
 // there, any other) with the text the server gave and the HTTP status. `run` (commands.ts)
-// prints a CliError's message and exits with status 2.
+// prints a CliError's message and exits with its exit code (exit-codes.ts): 3 not reached,
+// 2 refused (4xx), 1 a server fault (5xx).
 // SECURITY  the token file is read only for the server it belongs to (never sent to a URL
 //           given alone with --api or $BRIDGEHEAD_API unless --data-dir names the file).
 import path from 'node:path';
 import type { Command } from 'commander';
 import { allServers, loadConfigFile } from '../config/load.js';
 import { ADMIN_TOKEN_FILE, readAdminToken } from '../admin/token.js';
+import { EXIT, type ExitCode } from './exit-codes.js';
 
-export class CliError extends Error {}
+export class CliError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: ExitCode = EXIT.refused,
+  ) {
+    super(message);
+  }
+}
 
 /** The options every admin-API command takes (see withApi). */
 export interface ApiOptions {
@@ -65,8 +74,10 @@ export function withApi(cmd: Command): Command {
 export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
   const given = o.dataDir ? { tokenFile: path.resolve(o.dataDir, ADMIN_TOKEN_FILE) } : {};
   if (o.api) return [{ name: o.api, url: o.api.replace(/\/$/, ''), ...given }];
-  if (process.env.BRIDGEHEAD_API && !o.config)
-    return [{ name: 'api', url: process.env.BRIDGEHEAD_API, ...given }];
+  if (process.env.BRIDGEHEAD_API && !o.config) {
+    const url = process.env.BRIDGEHEAD_API.replace(/\/$/, '');
+    return [{ name: url, url, ...given }];
+  }
   if (o.config) {
     const loaded = loadConfigFile(o.config);
     const servers = allServers(loaded.org).map((s) => s.server);
@@ -88,7 +99,7 @@ export function endpoints(o: ApiOptions, allOfOrg = false): Endpoint[] {
   // The embedded defaults: `bridgehead serve` without --config keeps its data in ./var.
   return [
     {
-      name: 'local',
+      name: 'http://127.0.0.1:8025',
       url: 'http://127.0.0.1:8025',
       tokenFile: given.tokenFile ?? path.resolve('var', ADMIN_TOKEN_FILE),
     },
@@ -191,20 +202,24 @@ export class AdminClient {
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      // The URL once: a server named only by its URL (--api) is not named twice.
+      const where = name === url ? `at ${url}` : `of ${name} at ${url}`;
       throw new CliError(
-        `cannot reach the admin API of ${name} at ${url} (${cause}); is the server running?`,
+        `cannot reach the admin API ${where} (${cause}); is the server running?`,
+        EXIT.unreachable,
       );
     }
+    const refused = res.status >= 500 ? EXIT.failed : EXIT.refused;
     const type = res.headers.get('content-type') ?? '';
     if (type.includes('application/json')) {
       const json = (await res.json()) as { error?: string };
       const hint = res.status === 401 ? this.credentials.hint : '';
       if (res.status >= 400)
-        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})${hint}`);
+        throw new CliError(`${name}: ${json.error ?? res.statusText} (HTTP ${res.status})${hint}`, refused);
       return { status: res.status, json };
     }
     const bytes = Buffer.from(await res.arrayBuffer());
-    if (res.status >= 400) throw new CliError(`${name}: HTTP ${res.status} ${bytes.toString()}`);
+    if (res.status >= 400) throw new CliError(`${name}: HTTP ${res.status} ${bytes.toString()}`, refused);
     return { status: res.status, bytes };
   }
 }

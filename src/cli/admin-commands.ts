@@ -2,9 +2,35 @@
 // Each prints a readable table by default and the API's JSON with --json.
 import type { Command } from 'commander';
 import { AdminClient, CliError, withApi, type ApiOptions } from './admin-client.js';
+import { EXIT } from './exit-codes.js';
+import { TRACKING_EVENTS, trackingEventName } from '../tracking/event-names.js';
+import type { RetryReport } from '../queue/admin/index.js';
 
 /** Some of what was asked was done and some refused: reported, exit status 1. */
-class PartialFailure extends Error {}
+const partialFailure = (text: string) => new CliError(text, EXIT.failed);
+
+/**
+ * What `queue retry` did, as lines: retried now, still held by a connector (until its
+ * schedule opens, when known; until ETRN/TURN), or nothing sent from a frozen queue.
+ */
+export function retryLines(name: string, r: RetryReport): string[] {
+  const lines: string[] = [];
+  if (r.frozen) lines.push(`${name}: the queue is frozen: nothing is sent until \`queue unfreeze\``);
+  else if (r.recipients > 0 || !r.held.length)
+    lines.push(`${name}: ${r.recipients} recipient(s) retried now`);
+  for (const h of r.held) {
+    const until =
+      h.reason === 'remote-triggered'
+        ? 'until the remote side sends ETRN or TURN'
+        : h.opens
+          ? `until the connector schedule opens at ${h.opens}`
+          : 'until its schedule is changed and the configuration reloaded (it never opens by itself)';
+    lines.push(
+      `${name}: ${h.recipients} recipient(s) stay held ${until}: ${h.detail}; retry does not send them`,
+    );
+  }
+  return lines;
+}
 
 function table(rows: Record<string, unknown>[], columns: string[]): string {
   const cell = (v: unknown) => (v === undefined || v === null ? '' : String(v));
@@ -121,7 +147,11 @@ export function addAdminCommands(program: Command): void {
       const json = await AdminClient.of(o).post(`/api/v1/queues/${encodeURIComponent(name)}/${action}`);
       print(o, json, () =>
         action === 'retry'
-          ? `${name}: ${(json as { recipients: number }).recipients} recipient(s) retried now`
+          ? retryLines(name, {
+              held: [],
+              frozen: false,
+              ...(json as Partial<RetryReport>),
+            } as RetryReport).join('\n')
           : `${name}: ${action === 'freeze' ? 'frozen' : 'unfrozen'}`,
       );
     });
@@ -178,7 +208,7 @@ export function addAdminCommands(program: Command): void {
       );
       // Exit status 1 (not a usage error): `run` sets the exit code from what it catches,
       // so a process.exitCode set here would be overwritten with 0.
-      if (refused.length) throw new PartialFailure(`${refused.length} message(s) not deleted`);
+      if (refused.length) throw partialFailure(`${refused.length} message(s) not deleted`);
     },
   );
 
@@ -235,12 +265,14 @@ export function addAdminCommands(program: Command): void {
       .option('--recipient <address>')
       .option('--message-id <id>', 'Message-ID header')
       .option('--id <queueid>', 'internal message id')
-      .option('--event <event>', 'RECEIVE, SUBMIT, EXPAND, DELIVER, SEND, FAIL, DSN, ...')
+      .option('--event <event>', TRACKING_EVENTS.join(', '))
       .option('--start <date>')
       .option('--end <date>')
       .option('--limit <n>')
       .option('--csv', 'CSV output'),
   ).action(async (o: ApiOptions & Record<string, string | boolean>) => {
+    if (typeof o.event === 'string' && !trackingEventName(o.event))
+      throw new CliError(`unknown event "${o.event}": the events are ${TRACKING_EVENTS.join(', ')}`);
     const apis = AdminClient.ofEach(o);
     const query = qs({
       sender: o.sender as string,
@@ -253,17 +285,26 @@ export function addAdminCommands(program: Command): void {
       limit: o.limit as string,
     });
     const all: Record<string, unknown>[] = [];
-    const unreachable: string[] = [];
+    const silent: { name: string; error: CliError }[] = [];
     for (const [i, api] of apis.entries()) {
       if (apis.length > 1) progress(`searching ${api.name} (${i + 1}/${apis.length})   `);
       try {
         all.push(...((await api.get(`/api/v1/tracking${query}`)) as Record<string, unknown>[]));
       } catch (err) {
-        if (apis.length === 1) throw err;
-        unreachable.push(`${api.name}: ${(err as Error).message}`);
+        if (apis.length === 1 || !(err instanceof CliError)) throw err;
+        silent.push({ name: api.name, error: err });
       }
     }
     if (apis.length > 1) progress('\n');
+    // Each error names its server; nobody answering is no result at all.
+    for (const s of silent) process.stderr.write(`warning: ${s.error.message}\n`);
+    if (silent.length && silent.length === apis.length) {
+      const reached = silent.some((s) => s.error.exitCode !== EXIT.unreachable);
+      throw new CliError(
+        `no server answered (${silent.map((s) => s.name).join(', ')}): no tracking events to show`,
+        reached ? EXIT.refused : EXIT.unreachable,
+      );
+    }
     all.sort((a, b) => String(a.dateTime).localeCompare(String(b.dateTime)));
     const rows = all.map((e) => ({
       ...e,
@@ -296,7 +337,11 @@ export function addAdminCommands(program: Command): void {
     } else {
       print(o, all, () => table(rows, cols.slice(0, 8)));
     }
-    for (const u of unreachable) process.stderr.write(`warning: ${u}\n`);
+    if (silent.length)
+      throw partialFailure(
+        `${silent.length} of ${apis.length} server(s) did not answer (${silent.map((s) => s.name).join(', ')}): ` +
+          'their events are missing from the result',
+      );
   });
 
   // ---------------------------------------------------------------- log

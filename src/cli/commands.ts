@@ -1,5 +1,6 @@
 // Command definitions for `bridgehead`. Each prints readable text by default and exits
-// non-zero with a one-line reason when it cannot do what was asked.
+// non-zero with a one-line reason when it cannot do what was asked; the exit status follows
+// the one table of exit-codes.ts (docs/operations.md "Output and exit status").
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import YAML from 'yaml';
@@ -18,6 +19,7 @@ import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
 import { addAdminCommands } from './admin-commands.js';
 import { CliError } from './admin-client.js';
+import { EXIT, EXIT_HELP } from './exit-codes.js';
 import { addRouteCommands } from './route-commands.js';
 import { outboundSettings } from '../config/outbound.js';
 
@@ -42,7 +44,8 @@ export function buildProgram(): Command {
   const program = new Command('bridgehead')
     .description('Bridgehead mail transport server')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) })
+    .addHelpText('after', EXIT_HELP);
 
   program
     .command('serve')
@@ -245,18 +248,29 @@ export function buildProgram(): Command {
 
 class UsageError extends Error {}
 
+/** `--server NAME` (or `route test --from NAME`) named no server of the file: nothing by that name. */
+function unknownServer(e: ConfigError): boolean {
+  return e.problems.length > 0 && e.problems.every((p) => p.path === '--server');
+}
+
 export async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv);
-    return 0;
+    return EXIT.ok;
   } catch (err) {
-    if (err instanceof CommanderError) return err.exitCode;
+    // Commander has printed its reason (unknown option, missing argument) or the help.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.refused;
     if (err instanceof ConfigError) {
+      if (unknownServer(err)) {
+        process.stderr.write(`bridgehead: ${err.problems.map((p) => p.message).join('; ')}\n`);
+        return EXIT.refused;
+      }
       printProblems(err);
-      return 1;
+      return EXIT.failed;
     }
     process.stderr.write(`bridgehead: ${(err as Error).message}\n`);
-    return err instanceof UsageError || err instanceof CliError ? 2 : 1;
+    if (err instanceof CliError) return err.exitCode;
+    return err instanceof UsageError ? EXIT.refused : EXIT.failed;
   }
 }

@@ -48,6 +48,21 @@ test('delayed, delivered, relayed and expanded rows', () => {
   assert.equal(delayed.status, '4.0.0');
   assert.equal(delayed.text, 'Delivery has been delayed: 451 4.4.1 down');
   assert.deepEqual(delayed.willRetryUntil, new Date(86_400_000));
+  // With the last attempt's reply: its 4.x.x status, Diagnostic-Code and Remote-MTA.
+  const refused = reportRow(
+    row({
+      dsn_pending: 'delay',
+      status: '4.2.0',
+      diagnostic: 'smtp; 450 4.2.0 busy',
+      remote_mta: 'mx.test',
+      last_error: '450 4.2.0 mx.test said: 450 4.2.0 busy',
+    }),
+    86_400_000,
+  );
+  assert.deepEqual(
+    [refused.action, refused.status, refused.diagnostic, refused.remoteMta],
+    ['delayed', '4.2.0', 'smtp; 450 4.2.0 busy', 'mx.test'],
+  );
   assert.equal(
     reportRow(row({ dsn_pending: 'success', outcome: 'delivered', status: '2.0.0' }), 0).action,
     'delivered',

@@ -2,7 +2,8 @@
 // DESCRIPTION
 //   No I/O here. The action (failed, delayed, delivered, relayed, expanded), its status and
 //   the text of the human part follow from the outcome the queue recorded and the DSN owed
-//   (RFC 3464 §2.3). A delay report says until when it will be retried.
+//   (RFC 3464 §2.3). A delay report says until when it will be retried and, like a failure,
+//   carries the last attempt's status, Diagnostic-Code and Remote-MTA when there was one.
 import type { DsnAction, RecipientReport } from './dsn.js';
 
 /** The row fields a report is made of (queue/store/rows.ts RecipientRow has them all). */
@@ -47,7 +48,13 @@ function textOf(action: DsnAction, row: ReportedRow): string {
 /** `expiry`: when the message's retries end (epoch ms), for a delay report. */
 export function reportRow(row: ReportedRow, expiry: number): RecipientReport {
   const action = actionOf(row);
-  const status = action === 'delayed' ? '4.0.0' : (row.status ?? (action === 'failed' ? '5.0.0' : '2.0.0'));
+  // A delay reports the transient status of the last attempt (4.x.x), else 4.0.0.
+  const status =
+    action === 'delayed'
+      ? /^4\./.test(row.status ?? '')
+        ? row.status!
+        : '4.0.0'
+      : (row.status ?? (action === 'failed' ? '5.0.0' : '2.0.0'));
   return {
     finalRecipient: row.address,
     ...(row.orcpt ? { originalRecipient: row.orcpt.replace(/^([^;]+);\s*/, '$1; ') } : {}),

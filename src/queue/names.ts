@@ -36,3 +36,9 @@ export type HoldReason = (typeof HOLD_REASONS)[number];
 
 /** Held mail that link state changes release: a route may have come back. */
 export const RELEASED_BY_LINK_STATE: readonly HoldReason[] = ['no-route', 'link-down'];
+
+/**
+ * The hold text routing writes for mail whose connector schedule never opens by itself
+ * (mode never, or no window): such mail has no opening time to report.
+ */
+export const SCHEDULE_NEVER_RUNS = 'Connector schedule: never run';

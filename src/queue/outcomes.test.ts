@@ -98,6 +98,26 @@ test('transient failures: glitch retries first, then the schedule; delay notice 
   assert.ok(again.kind === 'retry' && again.dsn === null);
 });
 
+test('a transient refusal keeps what the delay DSN reports: 4.x.x status, the reply, the server', () => {
+  const v = verdictFor(
+    input({
+      remoteMta: 'mx.test',
+      error: {
+        code: 450,
+        status: '4.2.0',
+        message: 'mx.test said: 450 4.2.0 busy',
+        permanent: false,
+        remoteReply: '450 4.2.0 busy',
+      },
+    }),
+  );
+  assert.ok(v.kind === 'retry');
+  assert.deepEqual([v.status, v.diagnostic, v.remoteMta], ['4.2.0', 'smtp; 450 4.2.0 busy', 'mx.test']);
+  // A 4xx reply with a 5.x.x status is still a delay: 4.0.0.
+  const odd = verdictFor(input({ error: { ...transient, status: '5.7.1' } }));
+  assert.ok(odd.kind === 'retry' && odd.status === '4.0.0');
+});
+
 test('past the expiration a transient failure is 4.4.7 with the last error', () => {
   const v = verdictFor(input({ error: transient, receivedAt: now - 3 * 86400_000 }));
   assert.equal(v.kind, 'failed');
@@ -118,6 +138,9 @@ test('a next hop that is down: the recipient waits for its queue, with its delay
     kind: 'retry',
     nextAttempt: retryAt,
     lastError: '451 4.4.1 Cannot connect',
+    status: '4.4.1',
+    diagnostic: 'smtp; 451 4.4.1 Cannot connect',
+    remoteMta: null,
     failedAt: now,
     delayNotified: false,
     dsn: null,

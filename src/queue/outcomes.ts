@@ -37,6 +37,13 @@ export type Verdict =
       kind: 'retry';
       nextAttempt: number;
       lastError: string;
+      /**
+       * What the delay DSN reports (RFC 3464 §2.3.4-6): the 4.x.x status, the reply as
+       * received, and the server that gave it (null: no server answered).
+       */
+      status: string;
+      diagnostic: string;
+      remoteMta: string | null;
       failedAt: number;
       delayNotified: boolean;
       dsn: string | null;
@@ -102,6 +109,10 @@ export function verdictFor(input: VerdictInput): Verdict {
     kind: 'retry',
     nextAttempt: transient.nextAttempt,
     lastError: text,
+    // A delay is 4.x.x whatever the reply claimed (a 5.x.x status with a 4xx code).
+    status: /^4\.\d{1,3}\.\d{1,3}$/.test(error.status) ? error.status : '4.0.0',
+    diagnostic,
+    remoteMta,
     failedAt: input.now,
     delayNotified: input.delayNotified || transient.notifyDelay,
     dsn: transient.notifyDelay ? notifyPolicy('delay', notify, sender) : null,

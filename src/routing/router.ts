@@ -4,7 +4,7 @@
 // asks the same object, so what the CLI explains is what the server does.
 import type { OrganisationConfig, ServerConfig } from '../config/schema.js';
 import { allServers } from '../config/load.js';
-import { QUEUE } from '../queue/names.js';
+import { QUEUE, SCHEDULE_NEVER_RUNS } from '../queue/names.js';
 import type { NextHop } from './next-hop.js';
 import type { Route } from '../categorizer/categorizer.js';
 import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from './routing.js';
@@ -96,7 +96,11 @@ export class Router {
         queue: c.name,
         retryAt: next ?? now.getTime() + 3600_000,
         hold: 'schedule',
-        reason: `Connector schedule: ${oversize ? 'oversize message outside its windows' : c.schedule.mode === 'never' ? 'never run' : 'outside its windows'}`,
+        reason: oversize
+          ? 'Connector schedule: oversize message outside its windows'
+          : next === undefined
+            ? SCHEDULE_NEVER_RUNS
+            : 'Connector schedule: outside its windows',
       };
     }
     if (c.queueForRemoteTriggeredDelivery.enabled && !this.released(c.name, domain)) {

@@ -4,11 +4,12 @@
 //   holding queue with a typed reason (connector schedule, remote triggered delivery, no
 //   route, link down) until its hold time, or to a final failure. Held mail expires like
 //   any other: no route, no schedule window, no ETRN in time means 4.4.7.
-// TRIGGERS  woken by the categorizer (rows to route), by link state changes and reloads
-//           (releaseAfterLinkChange), by ETRN; by the clock at the earliest hold time.
+// TRIGGERS  woken by the categorizer (rows to route), by link state changes (no route,
+//           link down) and reloads (every hold) through releaseAfterLinkChange, by ETRN;
+//           by the clock at the earliest hold time.
 //           Wakes remote delivery, and the DSN stage when something failed.
 import type { Logger } from 'pino';
-import { RELEASED_BY_LINK_STATE, STAGE } from '../queue/names.js';
+import { RELEASED_BY_LINK_STATE, STAGE, type HoldReason } from '../queue/names.js';
 import type { QueueStore } from '../queue/store/queue-store.js';
 import type { Holds } from '../queue/store/holds.js';
 import { deadlineFor, type NotifyPolicy } from '../queue/outcomes.js';
@@ -59,9 +60,12 @@ export class RoutingWorker implements Stage {
     return this.core.store.holds.nextHoldDue();
   }
 
-  /** A route may be back (link state changed, a reload): held mail is looked at again. */
-  releaseAfterLinkChange(): void {
-    this.core.store.holds.releaseHoldsFor(RELEASED_BY_LINK_STATE);
+  /**
+   * A route may be back (link state changed, a reload): held mail is looked at again. A
+   * reload passes every reason: a connector's schedule or ETRN setting may have changed.
+   */
+  releaseAfterLinkChange(reasons: readonly HoldReason[] = RELEASED_BY_LINK_STATE): void {
+    this.core.store.holds.releaseHoldsFor(reasons);
     this.core.wake(STAGE.routing);
   }
 

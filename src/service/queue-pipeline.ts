@@ -8,7 +8,7 @@
 //   each other; they wake each other by stage name through the core.
 import type { Logger } from 'pino';
 import { QueueCore } from '../queue/core.js';
-import { QUEUE, STAGE } from '../queue/names.js';
+import { QUEUE, STAGE, type HoldReason } from '../queue/names.js';
 import type { RetryPolicy } from '../queue/retry.js';
 import type { RecoveryReport, Spool, SpooledMessage } from '../queue/spool.js';
 import { QueueViewer } from '../queue/admin/viewer.js';
@@ -66,8 +66,8 @@ export interface QueuePipeline extends QueueAdmin {
   remoteTriggered: RemoteTriggered;
   submit(message: SpooledMessage, body?: Buffer): void;
   recover(report: Pick<RecoveryReport, 'messages' | 'onDisk'>, known: Set<string>): Promise<QueueRecovery>;
-  /** Held mail is routed again now (link state changed, a reload). */
-  retryHeld(): void;
+  /** Held mail is routed again now (link state changed: no route, link down; a reload: `reasons` all). */
+  retryHeld(reasons?: readonly HoldReason[]): void;
   start(): void;
   stop(): Promise<void>;
 }
@@ -162,7 +162,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     remoteTriggered,
     submit: (m, body) => core.submit(m, body),
     recover: (report, known) => core.recover(report, known),
-    retryHeld: () => routing.releaseAfterLinkChange(),
+    retryHeld: (reasons) => routing.releaseAfterLinkChange(reasons),
     start: () => core.start(),
     stop: async () => {
       core.store.flush();
@@ -180,5 +180,6 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     deleteMessage: (id, ndr) => operations.deleteMessage(id, ndr),
     exportMessage: (id) => operations.exportMessage(id),
     retryNow: (queue) => operations.retryNow(queue),
+    queueExists: (name) => operations.queueExists(name),
   };
 }

@@ -22,6 +22,7 @@ import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
 import type { QueueRecovery } from '../queue/recovery.js';
+import { HOLD_REASONS } from '../queue/names.js';
 import type { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { MaildirStore, PRIVATE_MAILDIR } from '../delivery/local/maildir.js';
@@ -346,7 +347,8 @@ export class TransportServer {
     this.linkState?.reconfigure(next.org, plan.group, this.server);
     this.router = this.makeRouter(next.org);
     this.loaded = next;
-    this.engine.retryHeld();
+    // Every hold, schedule and ETRN included: the connectors' settings may have changed.
+    this.engine.retryHeld(HOLD_REASONS);
     return plan.notes;
   }
 

@@ -16,26 +16,9 @@ import {
   type WriterData,
 } from './schema.js';
 import { HeldEvents } from './held-events.js';
+import type { TrackingEventName } from './event-names.js';
 
-export type TrackingEventName =
-  | 'RECEIVE'
-  | 'SUBMIT'
-  | 'RESOLVE'
-  | 'EXPAND'
-  | 'DUPLICATEEXPAND'
-  | 'REDIRECT'
-  | 'TRANSFER'
-  | 'SEND'
-  | 'DELIVER'
-  | 'DUPLICATEDELIVER'
-  | 'DEFER'
-  | 'FAIL'
-  | 'DSN'
-  | 'BADMAIL'
-  | 'POISONMESSAGE'
-  | 'LOAD'
-  /** Bridgehead's own: events that could not be recorded (messageInfo says how many, when). */
-  | 'GAP';
+export type { TrackingEventName } from './event-names.js';
 
 export interface TrackingEvent {
   event: TrackingEventName;

@@ -229,7 +229,7 @@ test('track --sender across the organisation, as a table and as CSV with one lin
   );
 });
 
-test('with one server down, track still answers from the others and warns about it', async () => {
+test('with one server down, track still answers from the others, names it, and exits 1 (partial)', async () => {
   const q = await bhJson<{ name: string; messageCount: number }[]>([
     'queue',
     'list',
@@ -245,14 +245,14 @@ test('with one server down, track still answers from the others and warns about 
 
   await servers.BRAVO!.stop();
   const r = await bh(['track', '--config', configFile, '--message-id', messageId, '--json']);
-  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.code, 1, r.stderr);
   assert.match(
     r.stderr,
-    /^warning: BRAVO: cannot reach the admin API of BRAVO at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the server running\?$/m,
+    /^warning: cannot reach the admin API of BRAVO at http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\); is the server running\?\nbridgehead: 1 of 3 server\(s\) did not answer \(BRAVO\): their events are missing from the result\n$/,
   );
   const rows = JSON.parse(r.stdout) as TrackRow[];
   assert.deepEqual([...new Set(rows.map((x) => x.serverHostname))].sort(), [FQDN('ALPHA'), FQDN('CHARLIE')]);
   const one = await bh(['track', '--config', configFile, '--server', 'BRAVO', '--message-id', messageId]);
-  assert.equal(one.code, 2, 'asked for one server only, its absence is an error');
+  assert.equal(one.code, 3, 'asked for one server only, its absence is an error: not reached');
   assert.match(one.stderr, /cannot reach the admin API of BRAVO/);
 });

@@ -172,7 +172,11 @@ test('queue find --sender finds the message; message freeze; message show says F
     show.stdout,
     new RegExp(`^messageId:\\s+<ops\\.one\\.${stamp.replace('.', '\\.')}@client\\.test>$`, 'm'),
   );
-  assert.match(show.stdout, /^bob@remote\.test\s+\[127\.0\.0\.1\]:\d+\s+retry\s+451 4\.4\.1 Cannot connect/m);
+  // The status of the last attempt, then its error.
+  assert.match(
+    show.stdout,
+    /^bob@remote\.test\s+\[127\.0\.0\.1\]:\d+\s+retry\s+4\.4\.1\s+451 4\.4\.1 Cannot connect/m,
+  );
   const json = await bhJson<MessageRow>(A('message', 'show', id1));
   assert.equal(json.frozen, true);
   assert.equal(json.state, 'Frozen');

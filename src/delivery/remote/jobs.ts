@@ -165,11 +165,12 @@ function verdictsOf(
     };
     if ('error' in outcome) {
       const error = outcome.error;
+      const remoteMta = 'remoteMta' in outcome ? outcome.remoteMta : undefined;
       return {
         row,
         verdict: outcome.nextHop
           ? nextHopVerdict({ ...input, error }, nextHopRetryAt)
-          : verdictFor({ ...input, error }),
+          : verdictFor({ ...input, error, ...(remoteMta ? { remoteMta } : {}) }),
       };
     }
     const reply = outcome.results[i]!.reply;

@@ -32,7 +32,9 @@ export interface DeliveryJob {
 }
 
 export type DeliveryOutcome =
-  { results: RecipientResult[]; remoteMta: string } | { error: TransportError; nextHop?: boolean };
+  | { results: RecipientResult[]; remoteMta: string }
+  /** `remoteMta`: the server that refused the message (MAIL, DATA), for the DSN. */
+  | { error: TransportError; nextHop?: boolean; remoteMta?: string };
 
 export interface RemoteSettings {
   heloName: string;
@@ -289,7 +291,7 @@ export class RemoteDelivery {
               break;
             }
             const error = err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err));
-            job.done({ error });
+            job.done({ error, remoteMta: conn.target.host });
           }
           reused = false;
           conn.sent++;

@@ -1,11 +1,14 @@
 // NAME      queue operations: what an administrator does to queues and messages
 // SYNOPSIS  freezeQueue(name, bool) · freezeMessage(id, bool) · deleteMessage(id, ndr)
-//           exportMessage(id) · retryNow(queue?)
+//           exportMessage(id) · retryNow(queue?) · queueExists(name)
 // DESCRIPTION
 //   Message freeze is independent of queue freeze [SPEC §6]: unfreezing a queue does not
 //   unfreeze a message frozen on its own. Delete with NDR fails every open recipient with
 //   5.0.0 and owes each the DSN its NOTIFY asks for; refused on a DSN. Retry now (force
-//   connection) makes every retrying recipient due and every next hop in Retry tried now.
+//   connection) makes every retrying recipient due and every next hop in Retry tried now;
+//   mail a connector holds (schedule, remote triggered delivery) stays held and is reported
+//   as such (retry-report.ts). A queue that does not exist is refused (no queue "X"): a
+//   freeze never creates one.
 // SECURITY  reached only through the admin API, which requires the admin token.
 import { TransportError } from '../../message/status.js';
 import type { NotifyPolicy } from '../outcomes.js';
@@ -14,6 +17,7 @@ import { Spool, type Envelope } from '../spool.js';
 import { STAGE } from '../names.js';
 import type { QueueStore } from '../store/queue-store.js';
 import { notifyList, type MessageRow } from '../store/rows.js';
+import { retryReport, type RetryReport } from './retry-report.js';
 
 /** Told of every deletion, for message tracking (a FAIL event with source ADMIN). */
 export type DeletionListener = (deleted: {
@@ -38,7 +42,17 @@ export class QueueOperations {
     return m;
   }
 
+  /** The queue exists: one of the guide's, a remote queue, a frozen one, or one holding mail. */
+  queueExists(name: string): boolean {
+    return this.store.queueKnown(name);
+  }
+
+  private requireQueue(name: string): void {
+    if (!this.store.queueKnown(name)) throw new TransportError(550, '5.0.0', `no queue "${name}"`);
+  }
+
   freezeQueue(name: string, frozen: boolean): void {
+    this.requireQueue(name);
     this.store.setQueueFrozen(name, frozen);
     if (!frozen) this.scheduler.wakeAll();
   }
@@ -90,10 +104,15 @@ export class QueueOperations {
     return read.message;
   }
 
-  /** Force connection: every recipient waiting for a retry in `queue` (or all) is due now. */
-  retryNow(queue?: string): number {
+  /**
+   * Force connection: every recipient waiting for a retry in `queue` (or all) is due now;
+   * what a connector holds stays held and is reported.
+   */
+  retryNow(queue?: string): RetryReport {
+    if (queue !== undefined) this.requireQueue(queue);
     const changed = this.store.retryNow(queue);
     this.scheduler.wakeAll();
-    return changed;
+    const frozen = queue !== undefined && this.store.queueFrozen(queue);
+    return retryReport(changed, this.store.connectorHolds(queue), frozen);
   }
 }

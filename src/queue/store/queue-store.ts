@@ -24,6 +24,7 @@ import type { SqlSource } from './database.js';
 import type { MessageRow, RecipientRow, RemoteQueueRow } from './rows.js';
 import { RemoteQueues } from './remote-queues.js';
 import { Holds } from './holds.js';
+import { QUEUE, type HoldReason } from '../names.js';
 
 /** Where a stage puts a recipient: its queue, next hop and state (categorizer, routing). */
 export interface Placement {
@@ -233,6 +234,20 @@ export class QueueStore implements SqlSource {
     return [...this.frozenQueues!];
   }
 
+  /**
+   * A queue an administrator may name: one of the guide's queues, a frozen one, a remote
+   * queue with its next hop, or any queue holding open rows. Nothing else exists.
+   */
+  queueKnown(name: string): boolean {
+    if ((Object.values(QUEUE) as string[]).includes(name) || this.queueFrozen(name)) return true;
+    if (this.remoteQueues.get(name)) return true;
+    return (
+      this.sql(`SELECT 1 FROM recipients WHERE queue = ? AND state IN ('ready', 'retry') LIMIT 1`).get(
+        name,
+      ) !== undefined
+    );
+  }
+
   setQueueFrozen(name: string, frozen: boolean): void {
     this.sql(
       'INSERT INTO queue_flags (name, frozen) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET frozen = ?',
@@ -332,10 +347,11 @@ export class QueueStore implements SqlSource {
       `UPDATE recipients SET state = 'done', outcome = 'failed', status = ?, diagnostic = ?, dsn_pending = ?,
        attempts = attempts + ${attempt}, last_error = ?, recheck = 0, remote_mta = ?, deadline = NULL WHERE id = ?`,
     );
+    // A retry keeps what the delay DSN reports: status, reply and the server that gave it.
     const retry = this.sql(
       `UPDATE recipients SET state = 'retry', attempts = attempts + ${attempt}, next_attempt = ?, last_error = ?,
        first_failure = COALESCE(first_failure, ?), delay_notified = ?, dsn_pending = COALESCE(?, dsn_pending),
-       recheck = 0, deadline = ? WHERE id = ?`,
+       recheck = 0, deadline = ?, status = ?, diagnostic = ?, remote_mta = ? WHERE id = ?`,
     );
     this.transaction(() => {
       for (const { row, verdict: v } of verdicts) {
@@ -350,19 +366,39 @@ export class QueueStore implements SqlSource {
             v.delayNotified ? 1 : 0,
             v.dsn,
             v.deadline,
+            v.status,
+            v.diagnostic,
+            v.remoteMta,
             row.id,
           );
       }
     });
   }
 
-  /** Every retrying row of `queue` (or of every queue) is due now: the count. */
+  /**
+   * Every retrying row of `queue` (or of every queue) is due now: the count. Rows a
+   * connector holds (its schedule, remote triggered delivery) stay held: only the schedule
+   * opening or the remote side's ETRN/TURN releases them.
+   */
   retryNow(queue?: string): number {
+    const waiting = `state = 'retry' AND IFNULL(hold_reason, '') NOT IN ('schedule', 'remote-triggered')`;
     const info = queue
-      ? this.sql(`UPDATE recipients SET next_attempt = 0 WHERE queue = ? AND state = 'retry'`).run(queue)
-      : this.sql(`UPDATE recipients SET next_attempt = 0 WHERE state = 'retry'`).run();
+      ? this.sql(`UPDATE recipients SET next_attempt = 0 WHERE queue = ? AND ${waiting}`).run(queue)
+      : this.sql(`UPDATE recipients SET next_attempt = 0 WHERE ${waiting}`).run();
     this.remoteQueues.releaseAll(queue);
     return info.changes;
+  }
+
+  /** Rows of `queue` (or of every queue) a connector holds: per reason and text, with the earliest release. */
+  connectorHolds(queue?: string): { reason: HoldReason; text: string; recipients: number; until: number }[] {
+    const held = `state = 'retry' AND hold_reason IN ('schedule', 'remote-triggered')`;
+    const select = `SELECT hold_reason AS reason, IFNULL(last_error, '') AS text, COUNT(*) AS recipients,
+      MIN(next_attempt) AS until FROM recipients`;
+    return (
+      queue
+        ? this.sql(`${select} WHERE queue = ? AND ${held} GROUP BY hold_reason, last_error`).all(queue)
+        : this.sql(`${select} WHERE ${held} GROUP BY hold_reason, last_error`).all()
+    ) as { reason: HoldReason; text: string; recipients: number; until: number }[];
   }
 
   // ------------------------------------------------------------------ DSNs
