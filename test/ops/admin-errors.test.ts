@@ -11,7 +11,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import YAML from 'yaml';
-import { baseOrganisation, cleanup, startServer, type RunningServer } from '../helpers/server.js';
+import { adminAuth, baseOrganisation, cleanup, startServer, type RunningServer } from '../helpers/server.js';
 import { bh, bhJson, waitFor } from './ops.js';
 import { submit } from '../remote/mail.js';
 
@@ -26,7 +26,7 @@ const DOWN_API = `http://${DOWN_HOST}:47643`;
 const NOWHERE = `[${NET}.49]:47649`;
 const ALICE = 'alice@example.com';
 const EVENTS =
-  'RECEIVE, SUBMIT, RESOLVE, EXPAND, DUPLICATEEXPAND, REDIRECT, SEND, DELIVER, DUPLICATEDELIVER, DEFER, FAIL, DSN, BADMAIL';
+  'RECEIVE, SUBMIT, RESOLVE, EXPAND, DUPLICATEEXPAND, REDIRECT, SEND, DELIVER, DUPLICATEDELIVER, DEFER, FAIL, DSN, BADMAIL, GAP';
 
 let server: RunningServer;
 let work: string;
@@ -40,7 +40,7 @@ let queueId: string;
 
 const hhmm = (d: Date) =>
   `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
-const A = (...args: string[]) => [...args, '--api', API];
+const A = (...args: string[]) => [...args, '--api', API, '--data-dir', server.dataDir];
 
 /** A server entry of an organisation file, at an address where nothing runs. */
 const downServer = (name: string, n: number) => ({
@@ -98,6 +98,8 @@ before(async () => {
   const part = baseOrganisation(SMTP_PORT, HOST);
   configure(part);
   part.routingGroups[0].servers[0].address = HOST;
+  // The CLI finds the running server's token in its data directory, as an operator's would.
+  part.routingGroups[0].servers[0].dataDir = server.dataDir;
   part.routingGroups[0].servers.push(downServer('MAIL2', 1));
   partOrg = path.join(work, 'part.yaml');
   writeFileSync(partOrg, YAML.stringify(part));
@@ -223,7 +225,7 @@ test('track --event with a name no stage records is refused with the list of eve
   const dead = await bh(['track', '--event', 'BOGUS', '-c', deadOrg]);
   assert.equal(dead.code, 2, dead.stderr);
   // The API refuses it too (another client than this CLI).
-  const res = await fetch(`${API}/api/v1/tracking?event=BOGUS`);
+  const res = await fetch(`${API}/api/v1/tracking?event=BOGUS`, { headers: adminAuth(server.dataDir) });
   assert.equal(res.status, 400);
   assert.deepEqual(await res.json(), { error: `event must be one of ${EVENTS}` });
   // Case is ignored.
@@ -307,7 +309,7 @@ test('every command exits with the documented status for its error case', async 
     },
     { args: ['dnsdiag', 'night.test', '-c', partOrg, '-s', 'NOSUCH'], code: 2, stderr: /no server "NOSUCH"/ },
     {
-      args: ['route', 'show', '--api', API],
+      args: ['route', 'show', '--api', API, '--data-dir', server.dataDir],
       code: 2,
       stderr: /there is no link state to exchange \(HTTP 404\)/,
     },
