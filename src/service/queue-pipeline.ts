@@ -48,6 +48,8 @@ export interface QueuePipelineOptions {
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
   route: RouteFn;
+  /** Link state: next hops whose queued mail is routed again when routes change. */
+  unusableNextHops?: () => { servers: string[]; connectors: string[] };
   remote: Pick<RemoteDelivery, 'run' | 'runOnSocket' | 'idleSessions' | 'close'>;
   /** Connections to one next hop, and in total [SPEC §7: 100, 1000]. */
   maxConnectionsPerQueue: number;
@@ -94,11 +96,15 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   });
   const recordFailures = failureRecorder(track);
   const common = { notifyPolicy: dsnFor, track, recordFailures, ...(o.sinks ? { sinks: o.sinks } : {}) };
+  // Routing takes back queued mail of unusable next hops, not what a round sends now.
+  let remoteWorker: RemoteDeliveryWorker | undefined;
   const routing = new RoutingWorker(core, {
     ...common,
     route: o.route,
     remoteRetry: o.remoteRetry,
     log: o.log,
+    ...(o.unusableNextHops ? { unusableNextHops: o.unusableNextHops } : {}),
+    inRound: (queue, id) => remoteWorker?.isSendingIn(queue, id) ?? false,
   });
   const categorizer = new CategorizerWorker(core, {
     ...common,
@@ -127,6 +133,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     maxConnectionsPerQueue: o.maxConnectionsPerQueue,
     maxConnections: o.maxConnections,
   });
+  remoteWorker = remote;
   const dsn = new DsnWorker(core, {
     serverName: o.serverName,
     fqdn: o.fqdn,
