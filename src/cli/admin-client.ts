@@ -72,6 +72,8 @@ export class AdminClient {
   constructor(
     readonly endpoint: Endpoint,
     private readonly token: string | undefined = process.env.BRIDGEHEAD_TOKEN,
+    /** Give up after this long (a server that accepts and never answers); none by default. */
+    private readonly timeoutMs?: number,
   ) {}
 
   /** The client of the one server the options name. */
@@ -120,6 +122,7 @@ export class AdminClient {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
+        ...(this.timeoutMs ? { signal: AbortSignal.timeout(this.timeoutMs) } : {}),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;

@@ -26,9 +26,11 @@ import {
   bump,
   canonical,
   compareVersions,
+  connectorStateIn,
   digest,
   fromChunks,
   mergeTables,
+  serverUpIn,
   toChunks,
   type GroupState,
   type LinkStateTable,
@@ -457,18 +459,10 @@ export class LinkStateService {
 
   /** Server and connector states as routing reads them. */
   serverUp(name: string): boolean {
-    for (const g of Object.values(this.table.groups)) {
-      const s = g.servers[name];
-      if (s) return s === 'up';
-    }
-    return true;
+    return serverUpIn(this.table, name);
   }
 
   connectorState(name: string): 'up' | 'down' | undefined {
-    for (const g of Object.values(this.table.groups)) {
-      const s = g.connectors[name];
-      if (s) return s;
-    }
-    return undefined;
+    return connectorStateIn(this.table, name);
   }
 }

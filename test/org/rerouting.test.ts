@@ -127,3 +127,75 @@ test('mail queued for London when it stops answering goes via Tokyo once link st
   assert.ok(!london || london.messageCount === 0, JSON.stringify(london));
   assert.ok(!last.some((e) => e.serverHostname === host('LONDON1')));
 });
+
+test('route test during the outage: the live link state shows the path around London; --no-live the file', async () => {
+  // Default: the --from server's admin API, found in the organisation file.
+  const live = await org.cli([
+    'route',
+    'test',
+    'bob@example.com',
+    '--from',
+    'SEATTLE1',
+    '--config',
+    org.configFile,
+  ]);
+  assert.equal(live.code, 0, live.stderr);
+  assert.match(live.stdout, /^ {2}link state: live from SEATTLE1 \(digest [0-9a-f]{32}\)$/m);
+  assert.match(live.stdout, /path Seattle → Tokyo → Brussels at cost 35/);
+  assert.match(live.stdout, /result: queue "tokyo1\.org\.test" → server TOKYO1/);
+  // --api names the server explicitly; --json keeps the list on stdout.
+  const api = await org.cli([
+    'route',
+    'test',
+    'bob@example.com',
+    '--from',
+    'SEATTLE1',
+    '--config',
+    org.configFile,
+    '--api',
+    org.info('TOKYO1').api,
+    '--json',
+  ]);
+  assert.equal(api.code, 0, api.stderr);
+  assert.equal((JSON.parse(api.stdout) as { hop: { queue: string } }[])[0]!.hop.queue, host('TOKYO1'));
+  assert.match(api.stderr, /link state: live from http:\/\/127\.0\.0\.1:\d+/);
+  // The file alone still says London.
+  const file = await org.cli([
+    'route',
+    'test',
+    'bob@example.com',
+    '--from',
+    'SEATTLE1',
+    '--config',
+    org.configFile,
+    '--no-live',
+  ]);
+  assert.match(file.stdout, /path Seattle → London → Brussels at cost 20/);
+  // A server that does not answer (LONDON1 is paused): the file, with a note saying so.
+  const fallback = await org.cli([
+    'route',
+    'test',
+    'bob@example.com',
+    '--from',
+    'LONDON1',
+    '--config',
+    org.configFile,
+  ]);
+  assert.equal(fallback.code, 0, fallback.stderr);
+  assert.match(
+    fallback.stdout,
+    /link state: from the file, every server and connector assumed up \(.*LONDON1/,
+  );
+  // An explicit --api that does not answer is an error.
+  const down = await org.cli([
+    'route',
+    'test',
+    'bob@example.com',
+    '--config',
+    org.configFile,
+    '--api',
+    'http://127.0.74.99:47499',
+  ]);
+  assert.notEqual(down.code, 0);
+  assert.match(down.stderr, /cannot reach the admin API/);
+});
