@@ -78,7 +78,11 @@ export class LinkStateService {
   constructor(private o: LinkStateOptions) {
     this.masterName = o.group.master ?? o.group.servers[0]!.name;
     this.isMaster = this.masterName.toLowerCase() === o.self.name.toLowerCase();
+    this.sourceAddress = outboundSettings(o.self).sourceAddress;
   }
+
+  /** Probes come from the server's own address, like its mail (read at start, like it). */
+  private readonly sourceAddress: string | undefined;
 
   private get secret(): string {
     return this.o.org.organisation.secret ?? '';
@@ -344,6 +348,7 @@ export class LinkStateService {
       verifyCertificate: false,
       ...(this.secret ? { auth: { username: this.o.self.name, password: this.secret } } : {}),
       timeoutMs: 5000,
+      ...(this.sourceAddress ? { localAddress: this.sourceAddress } : {}),
     });
     try {
       await client.open();

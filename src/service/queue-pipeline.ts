@@ -96,15 +96,15 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   });
   const recordFailures = failureRecorder(track);
   const common = { notifyPolicy: dsnFor, track, recordFailures, ...(o.sinks ? { sinks: o.sinks } : {}) };
-  // Routing takes back queued mail of unusable next hops, not what a round sends now.
-  let remoteWorker: RemoteDeliveryWorker | undefined;
+  // Routing takes back queued mail of unusable next hops, not what a round sends now
+  // (`remote` is built below; routing asks only once the stages run).
   const routing = new RoutingWorker(core, {
     ...common,
     route: o.route,
     remoteRetry: o.remoteRetry,
     log: o.log,
     ...(o.unusableNextHops ? { unusableNextHops: o.unusableNextHops } : {}),
-    inRound: (queue, id) => remoteWorker?.isSendingIn(queue, id) ?? false,
+    inRound: (queue, id) => remote.isSendingIn(queue, id),
   });
   const categorizer = new CategorizerWorker(core, {
     ...common,
@@ -133,7 +133,6 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
     maxConnectionsPerQueue: o.maxConnectionsPerQueue,
     maxConnections: o.maxConnections,
   });
-  remoteWorker = remote;
   const dsn = new DsnWorker(core, {
     serverName: o.serverName,
     fqdn: o.fqdn,

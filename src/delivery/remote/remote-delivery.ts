@@ -45,6 +45,8 @@ export interface RemoteSettings {
   resolver: Resolver;
   /** Messages one connection carries before it is closed and a fresh one opened. */
   maxMessagesPerConnection: number;
+  /** The address connections come from (the virtual server's), if set. */
+  localAddress?: string;
   protocolLog?: (session: string, event: string, data: string) => void;
 }
 
@@ -180,6 +182,7 @@ export class RemoteDelivery {
         auth,
         timeoutMs: this.s.timeoutMs,
         log: this.s.protocolLog ? (e, d) => this.s.protocolLog!(session, e, d) : undefined,
+        ...(this.s.localAddress ? { localAddress: this.s.localAddress } : {}),
       };
       const client = new SmtpClient(opts);
       try {
