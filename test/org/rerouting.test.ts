@@ -105,10 +105,14 @@ test('mail queued for London when it stops answering goes via Tokyo once link st
   let last: TrackEvent[] = [];
   try {
     await waitFor(
-      'delivered on BRUSSELS1',
+      'delivered on BRUSSELS1, every hop tracked',
       async () => {
         last = await trackOn(['SEATTLE1', 'TOKYO1', 'BRUSSELS1'], `<${messageId}>`);
-        return last.some((e) => e.serverHostname === host('BRUSSELS1') && e.event === 'DELIVER');
+        // Tracking is written in batches: wait for every hop's SEND, not only the DELIVER.
+        return (
+          last.some((e) => e.serverHostname === host('BRUSSELS1') && e.event === 'DELIVER') &&
+          hops(last, 'SEATTLE1').at(-1) === 'BRUSSELS1'
+        );
       },
       25_000,
       250,
