@@ -149,6 +149,8 @@ export class AdminClient {
   constructor(
     readonly endpoint: Endpoint,
     token: string | undefined = process.env.BRIDGEHEAD_TOKEN,
+    /** Give up after this long (a server that accepts and never answers); none by default. */
+    private readonly timeoutMs?: number,
   ) {
     this.credentials = credentials(endpoint, token);
   }
@@ -199,6 +201,7 @@ export class AdminClient {
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,
+        ...(this.timeoutMs ? { signal: AbortSignal.timeout(this.timeoutMs) } : {}),
       });
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;

@@ -1,9 +1,9 @@
 // `bridgehead route show` (the WinRoute view of the link state table) and
 // `bridgehead route test ADDRESS` (which route an address would take, and why).
 import { createHash } from 'node:crypto';
-import { canonical } from '../linkstate/table.js';
+import { canonical, connectorStateIn, serverUpIn, type LinkStateTable } from '../linkstate/table.js';
 import type { Command } from 'commander';
-import { AdminClient } from './admin-client.js';
+import { AdminClient, CliError, endpoints } from './admin-client.js';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
 import { Categorizer } from '../categorizer/categorizer.js';
 import { EmbeddedDirectory } from '../directory/directory.js';
@@ -73,6 +73,48 @@ async function showLive(o: { api: string; json?: boolean; token?: string; dataDi
   process.stdout.write(out.join('\n'));
 }
 
+/** How long `route test` waits for a server's link state before it reads the file alone. */
+const LIVE_TIMEOUT_MS = 3000;
+
+/**
+ * The link state `route test` decides with: the running server's table (--api, else the
+ * --from server's admin API from the file), or none when no server answers (every server
+ * and connector up, as the file says) with a note why. An explicit --api must answer.
+ */
+async function liveLinkState(
+  api: string | undefined,
+  configFile: string | undefined,
+  server: string,
+): Promise<{ table?: LinkStateTable; note: string }> {
+  const explicit = api !== undefined;
+  let endpoint: { name: string; url: string };
+  try {
+    endpoint = explicit
+      ? { name: api, url: api.replace(/\/$/, '') }
+      : endpoints({ ...(configFile ? { config: configFile } : {}), server })[0]!;
+  } catch (err) {
+    return { note: `link state: from the file (${(err as Error).message})` };
+  }
+  try {
+    const body = (await new AdminClient(endpoint, undefined, LIVE_TIMEOUT_MS).get('/api/v1/linkstate')) as {
+      digest?: string;
+      table?: LinkStateTable;
+    };
+    if (!body.table) throw new CliError(`${endpoint.name}: no link state table in the answer`);
+    return {
+      table: body.table,
+      note: `link state: live from ${endpoint.name} (digest ${body.digest ?? '?'})`,
+    };
+  } catch (err) {
+    const why = (err as Error).message;
+    if (/HTTP 404/.test(why)) return { note: 'link state: none (a single server); routes from the file' };
+    if (explicit) throw err;
+    return {
+      note: `link state: from the file, every server and connector assumed up (${why})`,
+    };
+  }
+}
+
 export function addRouteCommands(program: Command): void {
   const route = program.command('route').description('routing: the link state table and route tests');
   route
@@ -133,6 +175,11 @@ export function addRouteCommands(program: Command): void {
     .option('--sender <address>', 'envelope sender (connector restrictions)', '')
     .option('--size <kb>', 'message size in KB (content restrictions, oversize schedules)')
     .option('--priority <priority>', 'high | normal | low (content restrictions)', 'normal')
+    .option(
+      '--api <url>',
+      "a running server's admin API: decide with its live link state table (default: the --from server's, when it answers)",
+    )
+    .option('--no-live', 'decide from the file alone (every server and connector up)')
     .option('--json', 'print JSON')
     .action(
       async (
@@ -144,6 +191,8 @@ export function addRouteCommands(program: Command): void {
           json?: boolean;
           size?: string;
           priority: string;
+          api?: string;
+          live: boolean;
         },
       ) => {
         const loaded = o.config ? loadConfigFile(o.config) : loadDefaultConfig();
@@ -168,10 +217,24 @@ export function addRouteCommands(program: Command): void {
           receivedHeaders: 0,
           envelopeRecipientCount: 1,
         });
-        const router = new Router(org, server.name);
+        const live = o.live
+          ? await liveLinkState(o.api, o.config, server.name)
+          : { note: 'link state: from the file (--no-live)' };
+        const table = live.table;
+        const router = table
+          ? new Router(
+              org,
+              server.name,
+              (n) => serverUpIn(table, n),
+              (c) => connectorStateIn(table, c),
+            )
+          : new Router(org, server.name);
         const lines: string[] = [
           `route test ${address} from ${server.name}${o.sender ? ` sender ${o.sender}` : ''}`,
+          `  ${live.note}`,
         ];
+        // JSON stays the list of recipients; the note goes to stderr there.
+        if (o.json) process.stderr.write(`${live.note}\n`);
         const report: unknown[] = [];
         for (const e of result.events)
           lines.push(

@@ -15,6 +15,18 @@ export interface OutboundSettings {
   heloName: string;
   /** Where other servers of the organisation deliver to this one. */
   port: number;
+  /**
+   * The address outbound connections come from: `outbound.sourceAddress`, else the
+   * virtual server's IP when it is a specific address (not 0.0.0.0 / ::), else the
+   * system's choice (undefined).
+   */
+  sourceAddress: string | undefined;
+}
+
+/** The virtual server's own outbound source address, if it has one (no I/O). */
+export function sourceAddressOf(vs: Pick<VirtualServerConfig, 'ip' | 'outbound'>): string | undefined {
+  if (vs.outbound.sourceAddress) return vs.outbound.sourceAddress;
+  return ['0.0.0.0', '::', ''].includes(vs.ip.trim()) ? undefined : vs.ip.trim();
 }
 
 export function outboundSettings(server: ServerConfig): OutboundSettings {
@@ -25,5 +37,6 @@ export function outboundSettings(server: ServerConfig): OutboundSettings {
     messages: virtualServer.messages,
     heloName: virtualServer.delivery.fqdn ?? server.fqdn,
     port: virtualServer.port,
+    sourceAddress: sourceAddressOf(virtualServer),
   };
 }

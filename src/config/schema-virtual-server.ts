@@ -2,6 +2,7 @@
 // DESCRIPTION  Bindings, authentication, TLS, connection control, relay, message limits,
 //   outbound delivery and the protocol log, with the spec's defaults (SPEC §1-§3). Split
 //   from schema.ts so each part of the organisation file stays readable on its own.
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { duration, sizeKb } from './units.js';
 
@@ -157,6 +158,20 @@ const delivery = z
   })
   .prefault({});
 
+const outbound = z
+  .strictObject({
+    /**
+     * The address outbound SMTP connections (delivery, link state probes) come from.
+     * Default: the virtual server's ip when it is a specific address, else the system's.
+     */
+    sourceAddress: z
+      .string()
+      .trim()
+      .refine((v) => isIP(v) !== 0, 'must be an IPv4 or IPv6 address')
+      .optional(),
+  })
+  .prefault({});
+
 const protocolLog = z
   .strictObject({
     enabled: z.boolean().default(false),
@@ -186,6 +201,7 @@ export const virtualServerSchema = z.strictObject({
   messages: messageLimits,
   connections,
   delivery,
+  outbound,
   /** VRFY answers 252 without looking anyone up unless enabled. */
   vrfy: z.boolean().default(false),
   /** Filters configured for the organisation, switched on for this binding. */

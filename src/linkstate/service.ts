@@ -26,9 +26,11 @@ import {
   bump,
   canonical,
   compareVersions,
+  connectorStateIn,
   digest,
   fromChunks,
   mergeTables,
+  serverUpIn,
   toChunks,
   type GroupState,
   type LinkStateTable,
@@ -76,7 +78,11 @@ export class LinkStateService {
   constructor(private o: LinkStateOptions) {
     this.masterName = o.group.master ?? o.group.servers[0]!.name;
     this.isMaster = this.masterName.toLowerCase() === o.self.name.toLowerCase();
+    this.sourceAddress = outboundSettings(o.self).sourceAddress;
   }
+
+  /** Probes come from the server's own address, like its mail (read at start, like it). */
+  private readonly sourceAddress: string | undefined;
 
   private get secret(): string {
     return this.o.org.organisation.secret ?? '';
@@ -342,6 +348,7 @@ export class LinkStateService {
       verifyCertificate: false,
       ...(this.secret ? { auth: { username: this.o.self.name, password: this.secret } } : {}),
       timeoutMs: 5000,
+      ...(this.sourceAddress ? { localAddress: this.sourceAddress } : {}),
     });
     try {
       await client.open();
@@ -457,18 +464,10 @@ export class LinkStateService {
 
   /** Server and connector states as routing reads them. */
   serverUp(name: string): boolean {
-    for (const g of Object.values(this.table.groups)) {
-      const s = g.servers[name];
-      if (s) return s === 'up';
-    }
-    return true;
+    return serverUpIn(this.table, name);
   }
 
   connectorState(name: string): 'up' | 'down' | undefined {
-    for (const g of Object.values(this.table.groups)) {
-      const s = g.connectors[name];
-      if (s) return s;
-    }
-    return undefined;
+    return connectorStateIn(this.table, name);
   }
 }

@@ -101,3 +101,21 @@ export function fromChunks(chunks: string[]): LinkStateTable | undefined {
     return undefined;
   }
 }
+
+/** A server's state as the table holds it; a server it does not know is up. */
+export function serverUpIn(t: LinkStateTable, name: string): boolean {
+  for (const g of Object.values(t.groups)) {
+    const s = g.servers[name];
+    if (s) return s === 'up';
+  }
+  return true;
+}
+
+/** A connector's state as its routing group's master published it, if it did. */
+export function connectorStateIn(t: LinkStateTable, name: string): 'up' | 'down' | undefined {
+  for (const g of Object.values(t.groups)) {
+    const s = g.connectors[name];
+    if (s) return s;
+  }
+  return undefined;
+}

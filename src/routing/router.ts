@@ -7,7 +7,13 @@ import { allServers } from '../config/load.js';
 import { QUEUE, SCHEDULE_NEVER_RUNS } from '../queue/names.js';
 import type { NextHop } from './next-hop.js';
 import type { Route } from '../categorizer/categorizer.js';
-import { addressSpaceMatch, routeToDomain, routeToServer, type Topology } from './routing.js';
+import {
+  addressSpaceMatch,
+  routeToDomain,
+  routeToServer,
+  unusableNextHops,
+  type Topology,
+} from './routing.js';
 import { buildTopology, senderIdentities } from './topology.js';
 import { nextOpening, scheduleOpen } from './schedule.js';
 import { outboundSettings } from '../config/outbound.js';
@@ -229,6 +235,11 @@ export class Router {
       out.push(c.name);
     }
     return out;
+  }
+
+  /** Next hops whose queued mail must be routed again (link state marks them down). */
+  unusableNextHops(): { servers: string[]; connectors: string[] } {
+    return unusableNextHops(this.topology(), this.self.name);
   }
 
   /** Forget the cached view (link state changed). */

@@ -5,8 +5,11 @@
 // RULES
 //   - The most specific address space wins: exact domain over "*.sub.example.com" over
 //     "*.com" over "*"; cost decides only between equally specific spaces.
+//   - Delivery restrictions choose the candidates first: a connector that excludes the
+//     sender is not considered for that sender (a non-Sales sender's .net mail takes "*").
 //   - Never fall back from a specific address space to a less specific one: when every
-//     connector for the best match is down, or excludes this sender, the mail waits.
+//     candidate for the best match is down the mail waits; when its content restrictions
+//     refuse the message, an NDR (5.3.4 / 5.7.1).
 //   - Internal paths: least total cost over routing group connectors (Dijkstra); the next
 //     hop is a bridgehead of the first connector on the path.
 //   - Equal-cost connectors: a stable choice per server; several bridgeheads of one
@@ -116,9 +119,17 @@ export function routeToDomain(
   const why: string[] = [];
   let best = -1;
   const matches: { c: ConnectorView; space: AddressSpace; score: number }[] = [];
+  const excluded: string[] = [];
   for (const c of t.connectors) {
     if (c.type !== 'smtp') continue;
     if (c.scope === 'routingGroup' && c.group !== from) continue;
+    // Delivery restrictions choose the candidates first [003:155]: a connector that excludes
+    // this sender is not one of its destinations at all, whatever its address space.
+    if (restricts(c, sender)) {
+      if (c.addressSpaces.some((s) => s.type === 'SMTP' && addressSpaceMatch(s.pattern, domain) >= 0))
+        excluded.push(c.name);
+      continue;
+    }
     let top: { space: AddressSpace; score: number } | undefined;
     for (const s of c.addressSpaces) {
       if (s.type !== 'SMTP') continue;
@@ -132,18 +143,24 @@ export function routeToDomain(
       best = Math.max(best, top.score);
     }
   }
-  if (!matches.length) return { kind: 'none', why: [`no connector has an address space matching ${domain}`] };
+  if (excluded.length)
+    why.push(`delivery restrictions exclude this sender from ${excluded.join(', ')}: not candidates`);
+  if (!matches.length) {
+    if (excluded.length) {
+      why.push('every connector for this domain excludes this sender');
+      return { kind: 'restricted', why };
+    }
+    return { kind: 'none', why: [`no connector has an address space matching ${domain}`] };
+  }
   const specific = matches.filter((m) => m.score === best);
   why.push(
     `most specific address space for ${domain}: ${specific.map((m) => `${m.c.name} (${m.space.pattern})`).join(', ')}`,
   );
-  const allowed = specific.filter((m) => !restricts(m.c, sender) && !contentExcludes(m.c, sender?.message));
+  const allowed = specific.filter((m) => !contentExcludes(m.c, sender?.message));
   if (!allowed.length) {
     const content = specific.map((m) => contentExcludes(m.c, sender?.message)).find(Boolean);
     why.push(
-      content
-        ? `every such connector refuses this message (${content}); no fall back to a less specific address space`
-        : 'every such connector excludes this sender; no fall back to a less specific address space',
+      `every such connector refuses this message (${content}); no fall back to a less specific address space`,
     );
     return { kind: 'restricted', why };
   }
@@ -208,4 +225,33 @@ export function connectorDown(c: ConnectorView, serverUpFn: (name: string) => bo
   const heads = c.type === 'routingGroup' ? c.remoteBridgeheads : c.localBridgeheads;
   if (heads.length === 0) return false;
   return heads.every((h) => !serverUpFn(h.split('/')[0]!));
+}
+
+/**
+ * The next hops mail queued here must not wait for [003:6445-6471]: servers of this group
+ * link state marks down; servers of other groups reached only over connectors of this group
+ * that are down (or marked down themselves); SMTP connectors marked down. Their queues'
+ * mail is routed again (the guide's "reset routes": mail no longer queues on the connector).
+ */
+export function unusableNextHops(t: Topology, self: string): { servers: string[]; connectors: string[] } {
+  const from = groupOf(t, self);
+  const servers: string[] = [];
+  const key = (n: string) => n.split('/')[0]!.toLowerCase();
+  for (const s of t.servers) {
+    if (s.name.toLowerCase() === self.toLowerCase()) continue;
+    if (!s.up) {
+      servers.push(s.name);
+      continue;
+    }
+    if (s.group === from) continue;
+    const leading = t.connectors.filter(
+      (c) =>
+        c.type === 'routingGroup' &&
+        c.group === from &&
+        c.remoteBridgeheads.some((h) => key(h) === s.name.toLowerCase()),
+    );
+    if (leading.length && leading.every((c) => c.state === 'down')) servers.push(s.name);
+  }
+  const connectors = t.connectors.filter((c) => c.type === 'smtp' && c.state === 'down').map((c) => c.name);
+  return { servers, connectors };
 }

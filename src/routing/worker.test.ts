@@ -80,6 +80,11 @@ test('routing places, holds and fails recipients through the queue core it is gi
         nextHoldDue: () => undefined,
         releaseHoldsFor: () => undefined,
       },
+      remoteQueues: {
+        all: () => [],
+        returnToRouting: () => ({ returned: 0, kept: 0 }),
+        releaseAll: () => undefined,
+      },
     },
     wake: (stage) => void woke.push(stage),
     finish: async (ids) => void finished.push(...ids),
@@ -130,4 +135,86 @@ test('routing places, holds and fails recipients through the queue core it is gi
   ]);
   assert.deepEqual(woke, ['dsn', 'remote delivery']);
   assert.deepEqual(finished.sort(), ['m3', 'm4']);
+});
+
+test('a link state change takes back the mail of unusable next hops, Active rows when their round ends', async () => {
+  const remote = (name: string, destination: object) => ({
+    name,
+    destination: JSON.stringify(destination),
+    retry_at: 0,
+    failures: 0,
+    last_error: null,
+  });
+  const queues = [
+    remote('london1.org.test', { type: 'server', name: 'LONDON1', host: '127.0.0.1', port: 25 }),
+    remote('tokyo1.org.test', { type: 'server', name: 'TOKYO1', host: '127.0.0.1', port: 25 }),
+    remote('Internet .net', { type: 'smarthost', hosts: ['[192.0.2.1]'], connector: 'Internet .net' }),
+    remote('contoso.com', { type: 'dns', domain: 'contoso.com' }),
+  ];
+  // London's queue holds m1 (Active in a round) and m2.
+  const open = new Map([['london1.org.test', ['m1', 'm2']]]);
+  const active = new Set(['london1.org.test|m1']);
+  const returned: [string, string][] = [];
+  const woke: string[] = [];
+  const queue: RoutingQueue = {
+    store: {
+      place: () => undefined,
+      queueFrozen: () => false,
+      transaction: (fn) => fn(),
+      holds: {
+        dueForRouting: () => [],
+        fail: () => undefined,
+        hold: () => undefined,
+        nextHoldDue: () => undefined,
+        releaseHoldsFor: () => undefined,
+      },
+      remoteQueues: {
+        all: () => queues,
+        returnToRouting: (name, inRound) => {
+          const ids = open.get(name) ?? [];
+          const kept = ids.filter((id) => inRound(id));
+          for (const id of ids.filter((x) => !inRound(x))) returned.push([name, id]);
+          open.set(name, kept);
+          return { returned: ids.length - kept.length, kept: kept.length };
+        },
+        releaseAll: () => undefined,
+      },
+    },
+    wake: (stage) => void woke.push(stage),
+    finish: async () => undefined,
+  };
+  const worker = new RoutingWorker(queue, {
+    route: () => ({ queue: 'x', retryAt: 0, hold: 'no-route', reason: 'x' }),
+    notifyPolicy: dsnFor,
+    remoteRetry: {
+      glitchInterval: 60,
+      glitchCount: 3,
+      first: 600,
+      second: 600,
+      third: 600,
+      subsequent: 900,
+      delayNotification: 43200,
+      expiration: 172800,
+    },
+    recordFailures: () => undefined,
+    log: pino({ level: 'silent' }),
+    unusableNextHops: () => ({ servers: ['london1'], connectors: ['Internet .net'] }),
+    inRound: (q, id) => active.has(`${q}|${id}`),
+  });
+  worker.releaseAfterLinkChange();
+  assert.deepEqual(returned, [['london1.org.test', 'm2']]);
+  assert.deepEqual(woke, ['routing']);
+  // m1 is still Active: routing asks again soon.
+  const due = worker.nextDue();
+  assert.ok(due !== undefined && due <= Date.now() + 1000);
+  await worker.runBatch();
+  assert.deepEqual(returned, [['london1.org.test', 'm2']]);
+  // Its attempt ended: the next batch takes it back, and nothing is left to ask again.
+  active.clear();
+  await worker.runBatch();
+  assert.deepEqual(returned, [
+    ['london1.org.test', 'm2'],
+    ['london1.org.test', 'm1'],
+  ]);
+  assert.equal(worker.nextDue(), undefined);
 });

@@ -31,7 +31,7 @@ export function remoteSettings(
   server: ServerConfig,
   protocolLog: RemoteSettings['protocolLog'],
 ): RemoteSettings {
-  const { delivery: d, heloName } = outboundSettings(server);
+  const { delivery: d, heloName, sourceAddress } = outboundSettings(server);
   const security = d.outboundSecurity;
   return {
     heloName,
@@ -45,6 +45,7 @@ export function remoteSettings(
       : {}),
     resolver: makeResolver(d.externalDnsServers),
     maxMessagesPerConnection: 100,
+    ...(sourceAddress ? { localAddress: sourceAddress } : {}),
     ...(protocolLog ? { protocolLog } : {}),
   };
 }

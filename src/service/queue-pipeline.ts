@@ -48,6 +48,8 @@ export interface QueuePipelineOptions {
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
   route: RouteFn;
+  /** Link state: next hops whose queued mail is routed again when routes change. */
+  unusableNextHops?: () => { servers: string[]; connectors: string[] };
   remote: Pick<RemoteDelivery, 'run' | 'runOnSocket' | 'idleSessions' | 'close'>;
   /** Connections to one next hop, and in total [SPEC §7: 100, 1000]. */
   maxConnectionsPerQueue: number;
@@ -94,11 +96,15 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   });
   const recordFailures = failureRecorder(track);
   const common = { notifyPolicy: dsnFor, track, recordFailures, ...(o.sinks ? { sinks: o.sinks } : {}) };
+  // Routing takes back queued mail of unusable next hops, not what a round sends now
+  // (`remote` is built below; routing asks only once the stages run).
   const routing = new RoutingWorker(core, {
     ...common,
     route: o.route,
     remoteRetry: o.remoteRetry,
     log: o.log,
+    ...(o.unusableNextHops ? { unusableNextHops: o.unusableNextHops } : {}),
+    inRound: (queue, id) => remote.isSendingIn(queue, id),
   });
   const categorizer = new CategorizerWorker(core, {
     ...common,

@@ -255,6 +255,7 @@ export class TransportServer {
       localRetry: retry.local,
       remoteRetry: retry.remote,
       route: (r, sender, message) => this.router.nextHop(r, sender, message),
+      unusableNextHops: () => this.router.unusableNextHops(),
       remote: new RemoteDelivery(
         remoteSettings(
           this.server,

@@ -95,7 +95,14 @@ export const trackingEvent = {
     };
   },
   /** Handed to the next hop. */
-  sent(m: TrackedMessage, recipients: string[], remoteMta: string, queue: string): TrackingEvent {
+  sent(
+    m: TrackedMessage,
+    recipients: string[],
+    remoteMta: string,
+    queue: string,
+    /** More than one: the next hop's recipient limit split the message (452). */
+    transactions = 1,
+  ): TrackingEvent {
     return {
       event: 'SEND',
       source: 'SMTP',
@@ -105,6 +112,9 @@ export const trackingEvent = {
       connectorId: queue,
       totalBytes: m.size,
       subject: m.subject,
+      ...(transactions > 1
+        ? { messageInfo: `${transactions} transactions (the next hop's recipient limit: 452)` }
+        : {}),
     };
   },
   deferred(m: TrackedMessage, recipients: string[], source: string): TrackingEvent {

@@ -290,6 +290,7 @@ export interface TrackingRow {
   connector_id: string | null;
   server_ip: string | null;
   recipients: string | null;
+  message_info: string | null;
 }
 
 /** Message tracking events of queue id `id`, oldest first (read-only). */
@@ -300,7 +301,7 @@ export function trackingEvents(dataDir: string, id: string): TrackingRow[] {
   try {
     return db
       .prepare(
-        `SELECT event, source, connector_id, server_ip, recipients FROM events
+        `SELECT event, source, connector_id, server_ip, recipients, message_info FROM events
          WHERE internal_message_id = ? ORDER BY id`,
       )
       .all(id) as TrackingRow[];

@@ -282,6 +282,8 @@ export interface PostfixOptions {
   endOfDataAccess?: Record<string, string>;
   /** smtpd_restriction_classes: name → restrictions, for rcptAccess values. */
   restrictionClasses?: Record<string, string>;
+  /** More main.cf lines, e.g. "smtpd_recipient_limit = 3". */
+  mainCf?: string[];
 }
 
 /**
@@ -405,6 +407,7 @@ export class PostfixPeer {
         `maillog_file_prefixes = ${o.dir}`,
         'queue_run_delay = 1s',
         'biff = no',
+        ...(o.mainCf ?? []),
         '',
       ].join('\n'),
     );

@@ -6,6 +6,7 @@ import {
   connectorDown,
   routeToDomain,
   routeToServer,
+  unusableNextHops,
   type ConnectorView,
   type Topology,
 } from '../../src/routing/routing.js';
@@ -129,7 +130,7 @@ test('*.net down: mail waits, no fall back to *', () => {
   assert.equal(r.kind, 'unreachable');
 });
 
-test('restricted *.net connector: a non-sales sender does not fall back to * either', () => {
+test('restricted *.net connector: a non-sales sender is not a candidate for it and takes * [SPEC §5]', () => {
   const sales = routeToDomain(external('up', true), 'S1', 'treyresearch.net', {
     address: 'kim@example.com',
     identities: ['kim@example.com', 'Sales'],
@@ -139,7 +140,39 @@ test('restricted *.net connector: a non-sales sender does not fall back to * eit
     address: 'ted@example.com',
     identities: ['ted@example.com'],
   });
-  assert.equal(other.kind, 'restricted');
+  assert.equal(other.kind === 'connector' && other.connector.name, 'Internet');
+  assert.ok(
+    other.why.some((w) => /exclude this sender from Net/.test(w)),
+    other.why.join('; '),
+  );
+});
+
+test('restricted *.net connector down: a sales sender waits (no fall back to *); others take *', () => {
+  const sales = routeToDomain(external('down', true), 'S1', 'treyresearch.net', {
+    address: 'kim@example.com',
+    identities: ['kim@example.com', 'Sales'],
+  });
+  assert.equal(sales.kind, 'unreachable');
+  const other = routeToDomain(external('down', true), 'S1', 'treyresearch.net', {
+    address: 'ted@example.com',
+    identities: ['ted@example.com'],
+  });
+  assert.equal(other.kind === 'connector' && other.connector.name, 'Internet');
+});
+
+test('every connector for the domain excludes the sender: restricted (5.7.1)', () => {
+  const t = external('up', true);
+  t.connectors = t.connectors.filter((c) => c.name === 'Net');
+  const r = routeToDomain(t, 'S1', 'treyresearch.net', {
+    address: 'ted@example.com',
+    identities: ['ted@example.com'],
+  });
+  assert.equal(r.kind, 'restricted');
+  // Not excluded: no connector for contoso.com at all, the virtual server's own route.
+  assert.equal(
+    routeToDomain(t, 'S1', 'contoso.com', { address: 'ted@example.com', identities: [] }).kind,
+    'none',
+  );
 });
 
 test('equal-cost connectors: stable choice per server; cheaper wins; fail over and back', () => {
@@ -251,4 +284,21 @@ test('oscillation damping and leaf links', () => {
     ],
   };
   assert.equal(leafKeepsUp(leaf, leaf.connectors[0]!), true);
+});
+
+test("London's connector down: LONDON1 is an unusable next hop for Seattle, not for Tokyo's bridgehead", () => {
+  const down = fourGroups(false);
+  assert.deepEqual(unusableNextHops(down, 'SEATTLE1'), { servers: ['LONDON1'], connectors: [] });
+  // London up: nothing to route again.
+  assert.deepEqual(unusableNextHops(fourGroups(), 'SEATTLE1'), { servers: [], connectors: [] });
+  // Link state still says LONDON1 is up (its own master is gone), but the only connector
+  // from Seattle to it is down.
+  const t = fourGroups();
+  t.connectors.find((c) => c.name === 'Seattle-London')!.state = 'down';
+  assert.deepEqual(unusableNextHops(t, 'SEATTLE1').servers, ['LONDON1']);
+  assert.deepEqual(unusableNextHops(t, 'TOKYO1').servers, []);
+});
+
+test('an SMTP connector marked down is an unusable next hop', () => {
+  assert.deepEqual(unusableNextHops(external('down'), 'S1'), { servers: [], connectors: ['Net'] });
 });

@@ -221,6 +221,7 @@ function record(
   ctx.recordFailures('SMTP', ctx.log, tracked, failed);
   if (!('error' in outcome)) {
     const sent = verdicts.filter((v) => v.verdict.kind === 'delivered').map((v) => v.row.address);
-    if (sent.length) ctx.track(trackingEvent.sent(tracked, sent, outcome.remoteMta, queue));
+    if (sent.length)
+      ctx.track(trackingEvent.sent(tracked, sent, outcome.remoteMta, queue, outcome.transactions));
   }
 }

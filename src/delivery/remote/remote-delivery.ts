@@ -16,6 +16,7 @@ import { parseSmartHost, resolveMailHosts, hostAddresses } from './dns.js';
 
 export type { Destination, OutboundOverrides } from './destination.js';
 import type { Destination } from './destination.js';
+import { mergeResults, overLimit } from './transactions.js';
 
 export interface DeliveryJob {
   envelope: Envelope;
@@ -32,9 +33,36 @@ export interface DeliveryJob {
 }
 
 export type DeliveryOutcome =
-  | { results: RecipientResult[]; remoteMta: string }
+  | { results: RecipientResult[]; remoteMta: string; transactions?: number }
   /** `remoteMta`: the server that refused the message (MAIL, DATA), for the DSN. */
   | { error: TransportError; nextHop?: boolean; remoteMta?: string };
+
+/**
+ * One message over an open session, in as many transactions as the next hop's recipient
+ * limit needs (452 to the rest: transactions.ts). A failure after the first transaction
+ * keeps what was delivered; the others stay with their 452 (retried).
+ */
+async function sendInTransactions(
+  client: SmtpClient,
+  job: DeliveryJob,
+  body: Buffer,
+  properties: Buffer | undefined,
+): Promise<{ results: RecipientResult[]; transactions: number }> {
+  const rounds: RecipientResult[][] = [await client.send(job.envelope, job.recipients, body, properties)];
+  let pending = overLimit(rounds[0]!);
+  // Each round delivers at least one recipient, so there are never more than recipients.
+  for (let i = 1; i < job.recipients.length && pending.length && client.usable; i++) {
+    try {
+      if (client.needsReset && !(await client.reset())) break;
+      const results = await client.send(job.envelope, pending, body, properties);
+      rounds.push(results);
+      pending = overLimit(results);
+    } catch {
+      break;
+    }
+  }
+  return { results: mergeResults(job.recipients, rounds), transactions: rounds.length };
+}
 
 export interface RemoteSettings {
   heloName: string;
@@ -47,6 +75,8 @@ export interface RemoteSettings {
   resolver: Resolver;
   /** Messages one connection carries before it is closed and a fresh one opened. */
   maxMessagesPerConnection: number;
+  /** The address connections come from (the virtual server's), if set. */
+  localAddress?: string;
   protocolLog?: (session: string, event: string, data: string) => void;
 }
 
@@ -182,6 +212,7 @@ export class RemoteDelivery {
         auth,
         timeoutMs: this.s.timeoutMs,
         log: this.s.protocolLog ? (e, d) => this.s.protocolLog!(session, e, d) : undefined,
+        ...(this.s.localAddress ? { localAddress: this.s.localAddress } : {}),
       };
       const client = new SmtpClient(opts);
       try {
@@ -224,8 +255,8 @@ export class RemoteDelivery {
         continue;
       }
       try {
-        const results = await client.send(job.envelope, job.recipients, await job.load());
-        job.done({ results, remoteMta: `${peer} (ATRN)` });
+        const sent = await sendInTransactions(client, job, await job.load(), undefined);
+        job.done({ ...sent, remoteMta: `${peer} (ATRN)` });
       } catch (err) {
         job.done({
           error: err instanceof TransportError ? err : new TransportError(451, '4.3.0', String(err)),
@@ -271,14 +302,14 @@ export class RemoteDelivery {
           const job = queue.shift()!;
           try {
             const body = await job.load();
-            const results = await conn.client.send(
-              job.envelope,
-              job.recipients,
+            const sent = await sendInTransactions(
+              conn.client,
+              job,
               body,
               d.type === 'server' ? job.properties : undefined,
             );
-            if (!results.every((r) => r.reply.code >= 200 && r.reply.code < 300)) conn.clean = false;
-            job.done({ results, remoteMta: conn.target.host });
+            if (!sent.results.every((r) => r.reply.code >= 200 && r.reply.code < 300)) conn.clean = false;
+            job.done({ ...sent, remoteMta: conn.target.host });
           } catch (err) {
             conn.clean = false;
             const stale =

@@ -55,6 +55,11 @@ export class RemoteDeliveryWorker implements Stage {
     return this.holds.holdsMessage(messageId);
   }
 
+  /** A round of `queue` is sending this message now (routing leaves its rows alone). */
+  isSendingIn(queue: string, messageId: string): boolean {
+    return this.holds.has(queue, messageId);
+  }
+
   /** A round is under way for this queue (the viewer shows it Active). */
   isServing(queue: string): boolean {
     return this.serving.has(queue);

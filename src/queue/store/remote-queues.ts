@@ -1,12 +1,14 @@
 // NAME      remote queues: one row a next hop, with the queue's own retry
 // SYNOPSIS  ensure(name, destination) · due(now) · dueMessageIds(name, limit) · rowsOfMany(ids, name)
 //           nextHopDown(name, at, error) · nextHopUp(name) · dropIfEmpty(name) · nextDue()
+//           returnToRouting(name, inRound)
 // DESCRIPTION
 //   A next hop that cannot be reached (no connection, 421 at the greeting, TLS required and
 //   refused) puts its whole queue in Retry until retry_at: one connection attempt per
 //   interval however many messages wait (Postfix's dead-destination cache). When an
 //   attempt gets through, the queue is released and served at once. A 4xx for one message
 //   or recipient keeps that recipient's own schedule (recipients.next_attempt).
+import { QUEUE } from '../names.js';
 import type { SqlSource } from './database.js';
 import type { RecipientRow, RemoteQueueRow } from './rows.js';
 
@@ -107,10 +109,15 @@ export class RemoteQueues {
     return out;
   }
 
-  /** The next hop could not be reached: the queue waits until `retryAt`. */
+  /**
+   * The next hop could not be reached: the queue waits until `retryAt` (or later, when
+   * routing holds it while it takes its mail back).
+   */
   nextHopDown(name: string, retryAt: number, error: string): void {
     this.store
-      .sql('UPDATE remote_queues SET retry_at = ?, failures = failures + 1, last_error = ? WHERE name = ?')
+      .sql(
+        'UPDATE remote_queues SET retry_at = MAX(retry_at, ?), failures = failures + 1, last_error = ? WHERE name = ?',
+      )
       .run(retryAt, error, name);
   }
 
@@ -127,6 +134,46 @@ export class RemoteQueues {
   releaseAll(name?: string): void {
     if (name) this.store.sql('UPDATE remote_queues SET retry_at = 0 WHERE name = ?').run(name);
     else this.store.sql('UPDATE remote_queues SET retry_at = 0').run();
+  }
+
+  /**
+   * The queue's next hop is down (link state): its open recipients go back to "Messages
+   * waiting to be routed", with their attempts, first failure and delay notice kept, so
+   * routing sends them on another path [003:6445-6471]. Rows of frozen messages stay.
+   * Rows a delivery round holds now (`inRound`, Active) stay too, and the queue waits in
+   * Retry until `holdUntil` so that no new round takes them when the attempt ends: the
+   * caller asks again then. `kept` counts those Active rows.
+   */
+  returnToRouting(
+    name: string,
+    inRound: (messageId: string) => boolean,
+    holdUntil: number,
+  ): { returned: number; kept: number } {
+    const rows = this.store
+      .sql(
+        `SELECT r.id, r.message_id, m.frozen FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.queue = ? AND r.state IN ('ready', 'retry')`,
+      )
+      .all(name) as { id: number; message_id: string; frozen: number }[];
+    const back = this.store.sql(
+      `UPDATE recipients SET queue = ?, next_hop = NULL, remote = 0, hold_reason = NULL, state = 'ready',
+       next_attempt = 0, deadline = NULL WHERE id = ? AND state IN ('ready', 'retry')`,
+    );
+    let returned = 0;
+    let kept = 0;
+    for (const r of rows) {
+      if (r.frozen) continue;
+      if (inRound(r.message_id)) kept++;
+      else returned += back.run(QUEUE.routing, r.id).changes;
+    }
+    if (kept)
+      this.store
+        .sql(
+          `UPDATE remote_queues SET retry_at = MAX(retry_at, ?), last_error = COALESCE(last_error, ?) WHERE name = ?`,
+        )
+        .run(holdUntil, '451 4.4.1 next hop down (link state): mail is routed again', name);
+    else if (returned) this.dropIfEmpty(name);
+    return { returned, kept };
   }
 
   /** A queue with no open recipient left is forgotten (it was a next hop, not a setting). */

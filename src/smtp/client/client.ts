@@ -30,6 +30,20 @@ export interface ClientOptions {
   auth?: { username: string; password: string };
   timeoutMs: number;
   log?: (event: string, data: string) => void;
+  /**
+   * The address connections come from (the virtual server's IP, or its configured source
+   * address), so the peer's Received header, SPF, PTR and firewall rules see the server.
+   * Used only for a peer of the same address family.
+   */
+  localAddress?: string;
+}
+
+/** Socket options binding to `localAddress` when the peer is of its family (no I/O). */
+export function sourceBinding(host: string, localAddress: string | undefined): { localAddress?: string } {
+  if (!localAddress) return {};
+  const family = net.isIP(localAddress);
+  const peer = net.isIP(host);
+  return family !== 0 && (peer === 0 || peer === family) ? { localAddress } : {};
 }
 
 export interface RecipientResult {
@@ -116,7 +130,11 @@ export class SmtpClient {
   async open(): Promise<void> {
     this.log('*', `attempting to connect to ${this.o.host}:${this.o.port}`);
     const socket = await new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: this.o.host, port: this.o.port });
+      const s = net.connect({
+        host: this.o.host,
+        port: this.o.port,
+        ...sourceBinding(this.o.host, this.o.localAddress),
+      });
       const timer = setTimeout(() => {
         this.log('*', `connection timed out after ${this.o.timeoutMs} ms`);
         s.destroy();
