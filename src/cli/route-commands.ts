@@ -3,7 +3,7 @@
 import { createHash } from 'node:crypto';
 import { canonical, connectorStateIn, serverUpIn, type LinkStateTable } from '../linkstate/table.js';
 import type { Command } from 'commander';
-import { AdminClient, CliError, endpoints } from './admin-client.js';
+import { AdminClient, CliError, endpoints, type Endpoint } from './admin-client.js';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
 import { Categorizer } from '../categorizer/categorizer.js';
 import { EmbeddedDirectory } from '../directory/directory.js';
@@ -82,21 +82,22 @@ const LIVE_TIMEOUT_MS = 3000;
  * and connector up, as the file says) with a note why. An explicit --api must answer.
  */
 async function liveLinkState(
-  api: string | undefined,
-  configFile: string | undefined,
+  o: { api?: string; config?: string; token?: string; dataDir?: string },
   server: string,
 ): Promise<{ table?: LinkStateTable; note: string }> {
-  const explicit = api !== undefined;
-  let endpoint: { name: string; url: string };
+  const explicit = o.api !== undefined;
+  let endpoint: Endpoint;
   try {
+    // The token: --token, $BRIDGEHEAD_TOKEN, else the server's admin.token (--data-dir with
+    // --api, the file's dataDir for the --from server).
     endpoint = explicit
-      ? { name: api, url: api.replace(/\/$/, '') }
-      : endpoints({ ...(configFile ? { config: configFile } : {}), server })[0]!;
+      ? endpoints({ api: o.api, ...(o.dataDir ? { dataDir: o.dataDir } : {}) })[0]!
+      : endpoints({ ...(o.config ? { config: o.config } : {}), server })[0]!;
   } catch (err) {
     return { note: `link state: from the file (${(err as Error).message})` };
   }
   try {
-    const body = (await new AdminClient(endpoint, undefined, LIVE_TIMEOUT_MS).get('/api/v1/linkstate')) as {
+    const body = (await new AdminClient(endpoint, o.token, LIVE_TIMEOUT_MS).get('/api/v1/linkstate')) as {
       digest?: string;
       table?: LinkStateTable;
     };
@@ -179,6 +180,8 @@ export function addRouteCommands(program: Command): void {
       '--api <url>',
       "a running server's admin API: decide with its live link state table (default: the --from server's, when it answers)",
     )
+    .option('--token <token>', 'bearer token of the admin API (default $BRIDGEHEAD_TOKEN)')
+    .option('-d, --data-dir <dir>', "with --api: the server's data directory (its admin.token)")
     .option('--no-live', 'decide from the file alone (every server and connector up)')
     .option('--json', 'print JSON')
     .action(
@@ -192,6 +195,8 @@ export function addRouteCommands(program: Command): void {
           size?: string;
           priority: string;
           api?: string;
+          token?: string;
+          dataDir?: string;
           live: boolean;
         },
       ) => {
@@ -218,7 +223,7 @@ export function addRouteCommands(program: Command): void {
           envelopeRecipientCount: 1,
         });
         const live = o.live
-          ? await liveLinkState(o.api, o.config, server.name)
+          ? await liveLinkState(o, server.name)
           : { note: 'link state: from the file (--no-live)' };
         const table = live.table;
         const router = table

@@ -423,6 +423,11 @@ export class Organisation {
     return JSON.parse(r.stdout) as TrackEvent[];
   }
 
+  /** `--api URL --data-dir DIR`: a server's admin API, with the token file its CLI user reads. */
+  apiArgs(server: string): string[] {
+    return ['--api', this.info(server).api, '--data-dir', this.info(server).dataDir];
+  }
+
   /** Files in a mailbox's Maildir new/ on a server. */
   mailbox(server: string, address: string, store = 'Mailbox Store'): { name: string; content: string }[] {
     const dir = path.join(

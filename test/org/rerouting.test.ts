@@ -48,7 +48,7 @@ function downConnectors(v: LinkStateView): string[] {
 const host = (server: string) => `${server.toLowerCase()}.org.test`;
 
 async function queues(server: string): Promise<{ name: string; state: string; messageCount: number }[]> {
-  const r = await org.cli(['queue', 'list', '--api', org.info(server).api, '--json']);
+  const r = await org.cli(['queue', 'list', ...org.apiArgs(server), '--json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as { name: string; state: string; messageCount: number }[];
 }
@@ -57,7 +57,7 @@ async function queues(server: string): Promise<{ name: string; state: string; me
 async function trackOn(servers: string[], messageId: string): Promise<TrackEvent[]> {
   const out: TrackEvent[] = [];
   for (const server of servers) {
-    const r = await org.cli(['track', '--api', org.info(server).api, '--message-id', messageId, '--json']);
+    const r = await org.cli(['track', ...org.apiArgs(server), '--message-id', messageId, '--json']);
     assert.equal(r.code, 0, r.stderr);
     out.push(...(JSON.parse(r.stdout) as TrackEvent[]));
   }
@@ -156,8 +156,7 @@ test('route test during the outage: the live link state shows the path around Lo
     'SEATTLE1',
     '--config',
     org.configFile,
-    '--api',
-    org.info('TOKYO1').api,
+    ...org.apiArgs('TOKYO1'),
     '--json',
   ]);
   assert.equal(api.code, 0, api.stderr);

@@ -74,7 +74,7 @@ async function arrivesOnlyAt(which: keyof typeof rx, rcpt: string): Promise<void
 }
 
 async function queues(server: string): Promise<{ name: string; messageCount: number }[]> {
-  const r = await org.cli(['queue', 'list', '--api', org.info(server).api, '--json']);
+  const r = await org.cli(['queue', 'list', ...org.apiArgs(server), '--json']);
   assert.equal(r.code, 0, r.stderr);
   return JSON.parse(r.stdout) as { name: string; messageCount: number }[];
 }

@@ -85,7 +85,7 @@ test(
       () => sink.messages().find((d) => d.includes(`Message-ID: <${messageId}>`)),
       20_000,
     ).catch(async (err: Error) => {
-      const q = await org.cli(['queue', 'find', '--api', org.info('A2').api, '--json']);
+      const q = await org.cli(['queue', 'find', ...org.apiArgs('A2'), '--json']);
       throw new Error(`${err.message}\n${q.stdout}\n${sink.output}\n${sink.messages().length}`);
     });
     assert.match(dump, /^X-Client-Addr: 127\.0\.74\.4$/m, dump.slice(0, 400));
