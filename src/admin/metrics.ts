@@ -24,9 +24,17 @@ const DIRECTORY_COUNTERS: [string, string, string][] = [
   ['ldap_searches_total', 'searches', 'LDAP searches completed'],
   ['ldap_search_failures_total', 'searchFailures', 'LDAP searches that failed'],
   ['categorizer_directory_lookups_total', 'addressLookups', 'Directory look-ups for individual addresses'],
-  ['categorizer_directory_lookups_not_found_total', 'addressLookupsNotFound', 'Address look-ups that found no object'],
+  [
+    'categorizer_directory_lookups_not_found_total',
+    'addressLookupsNotFound',
+    'Address look-ups that found no object',
+  ],
   ['categorizer_directory_cache_hits_total', 'cacheHits', 'Look-ups answered from the directory cache'],
-  ['categorizer_directory_failures_total', 'lookupFailures', 'Categorizations deferred: the directory could not answer'],
+  [
+    'categorizer_directory_failures_total',
+    'lookupFailures',
+    'Categorizations deferred: the directory could not answer',
+  ],
 ];
 
 export class TransportMetrics {

@@ -148,7 +148,10 @@ export class CategorizerWorker implements Stage {
   private deferForDirectory(m: MessageRow, rows: RecipientRow[], err: DirectoryUnavailableError): void {
     const now = Date.now();
     const text = `${err.code} ${err.status} ${err.message}`;
-    this.options.log?.warn({ messageId: m.id, reason: err.reason }, 'directory unavailable: categorization deferred');
+    this.options.log?.warn(
+      { messageId: m.id, reason: err.reason },
+      'directory unavailable: categorization deferred',
+    );
     this.core.store.record(
       rows.map((row) => ({
         row,

@@ -40,7 +40,8 @@ export function describeEntry(entry: DirectoryEntry): string[] {
     const u = entry.user;
     lines.push(`    addresses: ${u.addresses.join(', ')}`);
     lines.push(`    mailbox: server ${u.mailbox.server}, store "${u.mailbox.store}"`);
-    if (u.forwardTo) lines.push(`    forwarding: ${u.forwardTo}${u.deliverAndForward ? ' (and delivers)' : ''}`);
+    if (u.forwardTo)
+      lines.push(`    forwarding: ${u.forwardTo}${u.deliverAndForward ? ' (and delivers)' : ''}`);
     const limits = [
       u.quotaKb !== null ? `quota ${u.quotaKb} KB` : '',
       u.maxReceiveSizeKb !== null ? `receive ${u.maxReceiveSizeKb} KB` : '',
@@ -103,7 +104,9 @@ export function addDirectoryCommands(program: Command): void {
         const lines = [`directory lookup ${address} (${org.directory.backend}, as ${server.name})`];
         lines.push(...describeEntry(entry));
         for (const e of result.events)
-          lines.push(`  categorizer: ${e.event} ${e.related} → ${e.recipient}${e.info ? ` (${e.info})` : ''}`);
+          lines.push(
+            `  categorizer: ${e.event} ${e.related} → ${e.recipient}${e.info ? ` (${e.info})` : ''}`,
+          );
         lines.push(`  recipients after expansion: ${result.leaves.length}`);
         for (const leaf of result.leaves) lines.push(`    ${leaf.address}: ${describeRoute(leaf.route)}`);
         process.stdout.write(`${lines.join('\n')}\n`);

@@ -38,7 +38,9 @@ export type LdapAttributeKey = (typeof ldapAttributeKeys)[number];
 
 export const ldapSchema = z.strictObject({
   /** ldap://host:389 or ldaps://host:636. */
-  url: z.string().regex(/^ldaps?:\/\/[^/]+\/?$/i, 'an LDAP URL looks like ldap://host:389 or ldaps://host:636'),
+  url: z
+    .string()
+    .regex(/^ldaps?:\/\/[^/]+\/?$/i, 'an LDAP URL looks like ldap://host:389 or ldaps://host:636'),
   /** Upgrade ldap:// with StartTLS before binding. */
   startTls: z.boolean().default(false),
   /** PEM file of the CA that signed the directory's certificate (system CAs otherwise). */

@@ -74,11 +74,13 @@ export class LdapDirectory implements Directory {
   }
 
   async findByName(name: string): Promise<DirectoryEntry | undefined> {
-    if (looksLikeDn(name)) return (await this.cached(`d:${name.toLowerCase()}`, () => this.readDn(name)))?.entry;
+    if (looksLikeDn(name))
+      return (await this.cached(`d:${name.toLowerCase()}`, () => this.readDn(name)))?.entry;
     const v = escapeFilterValue(name);
     const parts = [this.map.name, this.map.login].filter(Boolean).map((a) => `(${a}=${v})`);
     if (!parts.length) return undefined;
-    return (await this.cached(`n:${name.toLowerCase()}`, () => this.searchOne(`(|${parts.join('')})`)))?.entry;
+    return (await this.cached(`n:${name.toLowerCase()}`, () => this.searchOne(`(|${parts.join('')})`)))
+      ?.entry;
   }
 
   /** The groups an entry's memberOf names (DNs), as the last read of it found them. */
@@ -125,10 +127,7 @@ export class LdapDirectory implements Directory {
     return `(|${parts.join('')})`;
   }
 
-  private async cached(
-    key: string,
-    load: () => Promise<Cached['value']>,
-  ): Promise<Cached['value']> {
+  private async cached(key: string, load: () => Promise<Cached['value']>): Promise<Cached['value']> {
     const now = Date.now();
     const hit = this.cache.get(key);
     if (hit && hit.expires > now) {

@@ -131,7 +131,11 @@ export function smtpAddresses(entry: LdapEntry, map: AttributeMap): string[] {
 export function plainName(value: string | undefined): string | undefined {
   if (!value) return undefined;
   if (value.includes('/cn=')) return value.slice(value.lastIndexOf('/cn=') + 4);
-  if (looksLikeDn(value)) return value.slice(value.indexOf('=') + 1).split(',')[0]!.trim();
+  if (looksLikeDn(value))
+    return value
+      .slice(value.indexOf('=') + 1)
+      .split(',')[0]!
+      .trim();
   return value;
 }
 

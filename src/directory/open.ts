@@ -12,7 +12,10 @@ import { TransportError } from '../message/status.js';
 import { EmbeddedDirectory, type Directory } from './directory.js';
 import { LdapDirectory } from './ldap-directory.js';
 
-export type OpenedDirectory = Directory & { close?: () => Promise<void>; counters?: LdapDirectory['counters'] };
+export type OpenedDirectory = Directory & {
+  close?: () => Promise<void>;
+  counters?: LdapDirectory['counters'];
+};
 
 export function openDirectory(
   directory: OrganisationConfig['directory'],
@@ -25,7 +28,11 @@ export function openDirectory(
     try {
       return fs.readFileSync(full, 'utf8');
     } catch (err) {
-      throw new TransportError(451, '4.3.5', `cannot read the LDAP ${what} ${full}: ${(err as Error).message}`);
+      throw new TransportError(
+        451,
+        '4.3.5',
+        `cannot read the LDAP ${what} ${full}: ${(err as Error).message}`,
+      );
     }
   };
   const bindPassword = ldap.bindPasswordFile

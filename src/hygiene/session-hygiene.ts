@@ -92,7 +92,12 @@ export class SessionHygiene {
             })
           : true;
         if (found instanceof DirectoryUnavailableError) {
-          return { action: 'reject', code: 451, status: '4.4.3', text: 'Directory unavailable, try again later' };
+          return {
+            action: 'reject',
+            code: 451,
+            status: '4.4.3',
+            text: 'Directory unavailable, try again later',
+          };
         }
         if (!found) {
           return this.report({

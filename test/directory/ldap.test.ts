@@ -224,8 +224,9 @@ test('mail to an LDAP user and to a proxy address is delivered to its Maildir', 
   const id = await sendMail(srv.port, { from: 'kim@fourthcoffee.test', to: ['alice@example.com'] });
   await waitFor('alice to receive', () => copiesOf(srv.dataDir, 'alice@example.com', id) === 1);
   const proxied = await sendMail(srv.port, { from: 'kim@fourthcoffee.test', to: ['a.example@example.com'] });
-  await waitFor('the proxy address to reach alice', () =>
-    copiesOf(srv.dataDir, 'alice@example.com', proxied) === 1,
+  await waitFor(
+    'the proxy address to reach alice',
+    () => copiesOf(srv.dataDir, 'alice@example.com', proxied) === 1,
   );
 });
 
@@ -255,7 +256,8 @@ test('directory lookup shows a user, a contact, and a nested group after expansi
   assert.equal(group.code, 0, group.stderr);
   assert.match(group.stdout, /group "All Staff"/);
   assert.match(group.stdout, /recipients after expansion: 3/);
-  for (const who of ['alice', 'bob', 'carol']) assert.match(group.stdout, new RegExp(`${who}@example\\.com: local`));
+  for (const who of ['alice', 'bob', 'carol'])
+    assert.match(group.stdout, new RegExp(`${who}@example\\.com: local`));
 
   const dynamic = await bh(['directory', 'lookup', 'everyone@example.com', '-c', config]);
   assert.equal(dynamic.code, 0, dynamic.stderr);
@@ -300,7 +302,10 @@ test('slapd stopped: mail is deferred in the categorizer, RCPT gets 451 4.4.3; r
     (queueRows(srv.dataDir, id) ?? []).some((r) => r.state === 'retry'),
   );
   const rows = queueRows(srv.dataDir, id)!;
-  assert.ok(rows.every((r) => r.state !== 'done'), 'nothing is final while the directory is down');
+  assert.ok(
+    rows.every((r) => r.state !== 'done'),
+    'nothing is final while the directory is down',
+  );
   assert.ok(rows.every((r) => r.queue === 'Messages awaiting directory lookup'));
   assert.match(rows[0]!.last_error ?? '', /451 4\.4\.3/);
   assert.ok(rows.every((r) => r.status !== '5.1.1'));
@@ -317,6 +322,9 @@ test('slapd stopped: mail is deferred in the categorizer, RCPT gets 451 4.4.3; r
   }
 
   await startSlapd();
-  await waitFor('bob to receive after slapd is back', () => copiesOf(srv.dataDir, 'bob@example.com', id) === 1);
+  await waitFor(
+    'bob to receive after slapd is back',
+    () => copiesOf(srv.dataDir, 'bob@example.com', id) === 1,
+  );
   assert.equal(copiesOf(srv.dataDir, 'postmaster@example.com', id), 0);
 });
