@@ -12,7 +12,7 @@
 // SECURITY  ldaps:// and StartTLS check the certificate chain (caFile or the system CAs)
 //           and the host name unless verifyCertificate is false.
 import fs from 'node:fs';
-import type { ConnectionOptions } from 'node:tls';
+import { checkServerIdentity, type ConnectionOptions } from 'node:tls';
 import { Client, InvalidCredentialsError } from 'ldapts';
 import type { LdapConfig } from '../config/schema-ldap.js';
 import { DirectoryUnavailableError } from './unavailable.js';
@@ -71,8 +71,12 @@ export class LdapPool {
     readonly counters: LdapCounters,
   ) {
     const { config } = settings;
+    // The name checked is the URL's host: ldapts does not always pass it on (StartTLS).
+    const host = new URL(config.url).hostname.replace(/^\[|\]$/g, '');
     this.tls = {
+      host,
       rejectUnauthorized: config.verifyCertificate,
+      checkServerIdentity: (_name, cert) => checkServerIdentity(host, cert),
       ...(config.caFile ? { ca: fs.readFileSync(config.caFile) } : {}),
     };
   }

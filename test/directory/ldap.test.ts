@@ -5,18 +5,20 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { startServer, cleanup, type RunningServer } from '../helpers/server.js';
+import { startServer, cleanup, adminAuth, type RunningServer } from '../helpers/server.js';
+import YAML from 'yaml';
 import { RawSmtp } from '../helpers/smtp.js';
 import { bh } from '../ops/ops.js';
 import { run } from '../smtp/util.js';
 import { copiesOf, sleep, waitFor } from '../pipeline/maildir.js';
-import { queueRows, transaction, type Outgoing } from '../pipeline/mail.js';
+import { queueRows, trackingEvents, transaction, type Outgoing } from '../pipeline/mail.js';
 
 const LDAP_HOST = '127.0.81.1';
 const LDAP_URL = `ldap://${LDAP_HOST}:47810`;
+const LDAPS_URL = `ldaps://${LDAP_HOST}:47811`;
 const SMTP_HOST = '127.0.81.2';
 /** A second virtual server without the recipient filter: mail reaches the categorizer. */
 const UNFILTERED_PORT = 47820;
@@ -41,6 +43,9 @@ include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/misc.schema
 include /etc/ldap/schema/dyngroup.schema
 pidfile ${dir}/slapd.pid
+TLSCACertificateFile ${dir}/tls/ca.pem
+TLSCertificateFile ${dir}/tls/server.pem
+TLSCertificateKeyFile ${dir}/tls/server.key
 modulepath /usr/lib/ldap
 moduleload back_mdb
 database mdb
@@ -130,9 +135,11 @@ function ldif(): string {
 }
 
 async function startSlapd(): Promise<void> {
-  slapd = spawn('/usr/sbin/slapd', ['-f', path.join(dir, 'slapd.conf'), '-h', `${LDAP_URL}/`, '-d', '0'], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
+  slapd = spawn(
+    '/usr/sbin/slapd',
+    ['-f', path.join(dir, 'slapd.conf'), '-h', `${LDAP_URL}/ ${LDAPS_URL}/`, '-d', '0'],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
   // Ready when an anonymous search of the root DSE answers; bounded.
   for (let i = 0; i < 100; i++) {
     const r = await run('/usr/bin/ldapsearch', ['-x', '-H', LDAP_URL, '-b', '', '-s', 'base', '1.1']);
@@ -165,8 +172,50 @@ async function sendMail(port: number, o: Outgoing): Promise<string> {
   }
 }
 
+/** A private CA and a certificate for the directory's address (IP SAN). */
+function makeCertificates(): void {
+  const tls = path.join(dir, 'tls');
+  mkdirSync(tls);
+  const openssl = (args: string[]) => execFileSync('/usr/bin/openssl', args, { cwd: tls, stdio: 'pipe' });
+  openssl(
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=Test LDAP CA'].concat([
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.pem',
+    ]),
+  );
+  openssl(
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${LDAP_HOST}`, '-keyout', 'server.key'].concat([
+      '-out',
+      'server.csr',
+    ]),
+  );
+  writeFileSync(path.join(tls, 'san.ext'), `subjectAltName=IP:${LDAP_HOST}\n`);
+  openssl(
+    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
+      '-days',
+      '2',
+      '-extfile',
+      'san.ext',
+      '-out',
+      'server.pem',
+    ]),
+  );
+}
+
+/** `directory lookup` with the test's organisation file, its LDAP settings changed. */
+async function lookupWith(ldap: Record<string, unknown>, address: string) {
+  const org = YAML.parse(readFileSync(srv.configFile, 'utf8'));
+  org.directory.ldap = { ...org.directory.ldap, ...ldap };
+  const file = path.join(srv.dir, `org-${Object.keys(ldap).join('-')}.yaml`);
+  writeFileSync(file, YAML.stringify(org));
+  return bh(['directory', 'lookup', address, '-c', file]);
+}
+
 before(async () => {
   mkdirSync(path.join(dir, 'db'), { recursive: true });
+  makeCertificates();
   writeFileSync(path.join(dir, 'slapd.conf'), slapdConf());
   writeFileSync(path.join(dir, 'data.ldif'), ldif());
   await startSlapd();
@@ -268,6 +317,32 @@ test('directory lookup shows a user, a contact, and a nested group after expansi
   assert.match(nobody.stderr, /no recipient nobody@example\.com in the directory \(ldap\)/);
 });
 
+test('LDAPS and StartTLS check the certificate against caFile; without the CA the directory cannot answer', async () => {
+  const ca = path.join(dir, 'tls', 'ca.pem');
+  const ldaps = await lookupWith({ url: LDAPS_URL, caFile: ca }, 'bob@example.com');
+  assert.equal(ldaps.code, 0, ldaps.stderr);
+  assert.match(ldaps.stdout, /user "Bob Example"/);
+  const startTls = await lookupWith({ startTls: true, caFile: ca }, 'bob@example.com');
+  assert.equal(startTls.code, 0, startTls.stderr);
+  const untrusted = await lookupWith({ url: LDAPS_URL }, 'bob@example.com');
+  assert.equal(untrusted.code, 3);
+  assert.match(untrusted.stderr, /the directory cannot answer: .*certificate/i);
+  const badBind = await lookupWith({ bindPasswordFile: path.join(dir, 'data.ldif') }, 'bob@example.com');
+  assert.equal(badBind.code, 3);
+  assert.match(badBind.stderr, /refused the service account/);
+});
+
+test('/metrics carries the LDAP and directory look-up counters', async () => {
+  const res = await fetch(`${srv.api}/metrics`, { headers: adminAuth(srv.dataDir) });
+  const text = await res.text();
+  const value = (name: string) => Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? NaN);
+  assert.ok(value('bridgehead_ldap_connections_total') >= 1, text);
+  assert.ok(value('bridgehead_ldap_binds_total') >= 1);
+  assert.ok(value('bridgehead_ldap_searches_total') >= 1);
+  assert.ok(value('bridgehead_categorizer_directory_lookups_total') >= 1);
+  assert.ok(value('bridgehead_ldap_connections_open') >= 1);
+});
+
 test('SMTP AUTH binds as the LDAP user: the right password works, a wrong one gets 535 5.7.8', async () => {
   const swaks = (password: string, mech: string) =>
     run('/usr/bin/swaks', [
@@ -326,5 +401,6 @@ test('slapd stopped: mail is deferred in the categorizer, RCPT gets 451 4.4.3; r
     'bob to receive after slapd is back',
     () => copiesOf(srv.dataDir, 'bob@example.com', id) === 1,
   );
-  assert.equal(copiesOf(srv.dataDir, 'postmaster@example.com', id), 0);
+  const events = trackingEvents(srv.dataDir, id).map((e) => e.event);
+  assert.ok(!events.includes('FAIL') && !events.includes('DSN'), `no NDR: ${events.join(' ')}`);
 });
