@@ -86,9 +86,16 @@ export class LdapPool {
     if (this.closed) throw new DirectoryUnavailableError('directory connection closed');
     while (this.busy >= this.settings.config.poolSize) {
       await new Promise<void>((resolve) => this.waiting.push(resolve));
+      if (this.closed) throw new DirectoryUnavailableError('directory connection closed');
     }
     this.busy++;
     let client = this.idle.pop();
+    // A connection the server closed (idle timeout, restart) would be reopened by ldapts
+    // unbound, or without its StartTLS: searches would then find nothing. Open a new one.
+    while (client && !client.isConnected) {
+      this.drop(client);
+      client = this.idle.pop();
+    }
     try {
       client ??= await this.open(this.settings.config.bindDn, this.settings.bindPassword).catch((err) => {
         throw err instanceof InvalidCredentialsError
@@ -133,6 +140,8 @@ export class LdapPool {
       // ldapts speaks TLS from the start whenever tlsOptions are given: only for ldaps://.
       ...(/^ldaps:/i.test(config.url) ? { tlsOptions: this.tls } : {}),
       strictDN: false,
+      // Belt and braces for a reconnect under way; never replayed in clear after StartTLS.
+      autoRebind: !config.startTls,
     });
     try {
       if (config.startTls) await client.startTLS(this.tls);
