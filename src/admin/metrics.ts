@@ -8,7 +8,34 @@ import type { QueueSummary } from '../queue/admin/index.js';
 export interface MetricSources {
   queues: () => QueueSummary[];
   inboundConnections: () => { virtualServer: string; count: number }[];
+  /** The LDAP directory's counters (directory/ldap-pool.ts), when that backend is in use. */
+  directory?: () => Readonly<Record<string, number>> | undefined;
 }
+
+/**
+ * The guide's "Cat: LDAP ..." and categorizer look-up counters [003:7034-7243]: name on
+ * /metrics, key in the directory's counters, help.
+ */
+const DIRECTORY_COUNTERS: [string, string, string][] = [
+  ['ldap_connections_total', 'connections', 'LDAP connections opened'],
+  ['ldap_connection_failures_total', 'connectionFailures', 'Connection failures to LDAP servers'],
+  ['ldap_binds_total', 'binds', 'Successful LDAP binds (service account)'],
+  ['ldap_bind_failures_total', 'bindFailures', 'LDAP bind failures'],
+  ['ldap_searches_total', 'searches', 'LDAP searches completed'],
+  ['ldap_search_failures_total', 'searchFailures', 'LDAP searches that failed'],
+  ['categorizer_directory_lookups_total', 'addressLookups', 'Directory look-ups for individual addresses'],
+  [
+    'categorizer_directory_lookups_not_found_total',
+    'addressLookupsNotFound',
+    'Address look-ups that found no object',
+  ],
+  ['categorizer_directory_cache_hits_total', 'cacheHits', 'Look-ups answered from the directory cache'],
+  [
+    'categorizer_directory_failures_total',
+    'lookupFailures',
+    'Categorizations deferred: the directory could not answer',
+  ],
+];
 
 export class TransportMetrics {
   readonly registry = new Registry();
@@ -47,6 +74,26 @@ export class TransportMetrics {
     this.dsn = counter('dsn_generated_total', 'Delivery status notifications generated');
     this.badmail = counter('badmail_total', 'Messages set aside as badmail');
     this.filtered = counter('filter_rejections_total', 'Sessions refused by a filter, by filter', ['filter']);
+    for (const [name, key, help] of DIRECTORY_COUNTERS) {
+      new Counter({
+        name: `bridgehead_${name}`,
+        help,
+        registers: [r],
+        collect() {
+          const value = sources.directory?.()?.[key];
+          this.reset();
+          if (value) this.inc(value);
+        },
+      });
+    }
+    new Gauge({
+      name: 'bridgehead_ldap_connections_open',
+      help: 'LDAP connections currently open',
+      registers: [r],
+      collect() {
+        this.set(sources.directory?.()?.connectionsOpen ?? 0);
+      },
+    });
     new Gauge({
       name: 'bridgehead_queue_length',
       help: 'Messages in each queue',

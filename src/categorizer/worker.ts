@@ -6,6 +6,9 @@
 //   final as "expanded" and its members are new rows. Small batches with a yield every ten
 //   messages: SMTP sessions share this thread, and a long synchronous stretch here is
 //   latency on every one of their replies.
+//   A directory that cannot answer (DirectoryUnavailableError) decides nothing: the
+//   message's rows stay in this queue in Retry (4.4.3) and are categorized again after
+//   directoryRetrySeconds (or at `queue retry`); nothing is failed or bounced for it.
 // TRIGGERS  woken when a submission commits and when a DSN is spooled; wakes only the
 //           stages whose queues received rows.
 import type { Logger } from 'pino';
@@ -29,6 +32,7 @@ import { expandedPlacement, placeRecipient } from './placement.js';
 import type { QueueSink } from '../sinks/sink.js';
 import { notifyQueueSinks, routeAfterSinks } from '../sinks/runner.js';
 import type { StageQueue } from '../queue/core.js';
+import { DirectoryUnavailableError } from '../directory/unavailable.js';
 
 /** The next hop routing would choose now, if it is open (a remote queue and its destination). */
 export type OpenNextHop = (
@@ -47,13 +51,24 @@ export interface CategorizerWorkerOptions {
   log?: Logger;
   /** Event sinks told after categorization, and asked before routing. */
   sinks?: readonly QueueSink[];
+  /** Seconds before a message the directory could not resolve is tried again (60). */
+  directoryRetrySeconds?: number;
 }
 
 /** What the categorizer stage needs of the queue core: small enough to fake in a unit test. */
 export interface CategorizerQueue extends StageQueue {
   store: Pick<
     QueueStore,
-    'dueMessages' | 'dueRowsOf' | 'defer' | 'flush' | 'place' | 'insertPlaced' | 'queueFrozen' | 'transaction'
+    | 'dueMessages'
+    | 'dueRowsOf'
+    | 'defer'
+    | 'flush'
+    | 'place'
+    | 'insertPlaced'
+    | 'queueFrozen'
+    | 'transaction'
+    | 'record'
+    | 'nextRetryIn'
   >;
   bodies: Pick<BodyCache, 'head'>;
   activeMessages: Set<string>;
@@ -69,8 +84,12 @@ export class CategorizerWorker implements Stage {
     private readonly options: CategorizerWorkerOptions,
   ) {}
 
-  nextDue(): undefined {
-    return undefined;
+  /** The earliest categorization the directory deferred. */
+  nextDue(): number | undefined {
+    const due = [QUEUE.categorizer, QUEUE.dsn]
+      .map((q) => this.core.store.nextRetryIn(q))
+      .filter((t): t is number => t !== undefined);
+    return due.length ? Math.min(...due) : undefined;
   }
 
   async runBatch(): Promise<boolean> {
@@ -87,16 +106,25 @@ export class CategorizerWorker implements Stage {
       if (!rows.length) continue;
       const receivedHeaders =
         envelope.receivedHeaders ?? countReceivedHeaders(await this.core.bodies.head(m).catch(() => ''));
-      const result = await this.options.categorizer.categorize(
-        rows.map((r) => ({ id: r.id, address: r.address, original: r.original })),
-        {
-          sender: m.sender,
-          authenticated: envelope.client.authenticatedAs !== undefined,
-          size: m.size,
-          receivedHeaders,
-          envelopeRecipientCount: envelope.recipients.length,
-        },
-      );
+      const result = await this.options.categorizer
+        .categorize(
+          rows.map((r) => ({ id: r.id, address: r.address, original: r.original })),
+          {
+            sender: m.sender,
+            authenticated: envelope.client.authenticatedAs !== undefined,
+            size: m.size,
+            receivedHeaders,
+            envelopeRecipientCount: envelope.recipients.length,
+          },
+        )
+        .catch((err: unknown) => {
+          if (err instanceof DirectoryUnavailableError) return err;
+          throw err;
+        });
+      if (result instanceof DirectoryUnavailableError) {
+        this.deferForDirectory(m, rows, result);
+        continue;
+      }
       const sinks = this.options.sinks ?? [];
       if (sinks.length)
         notifyQueueSinks(sinks, this.options.log, (sink) =>
@@ -114,6 +142,34 @@ export class CategorizerWorker implements Stage {
     for (const stage of woke) this.core.wake(stage);
     await this.core.finish(touched);
     return messages.length === BATCH;
+  }
+
+  /** The directory could not answer: every row waits in Retry, nothing is decided. */
+  private deferForDirectory(m: MessageRow, rows: RecipientRow[], err: DirectoryUnavailableError): void {
+    const now = Date.now();
+    const text = `${err.code} ${err.status} ${err.message}`;
+    this.options.log?.warn(
+      { messageId: m.id, reason: err.reason },
+      'directory unavailable: categorization deferred',
+    );
+    this.core.store.record(
+      rows.map((row) => ({
+        row,
+        verdict: {
+          kind: 'retry' as const,
+          nextAttempt: now + (this.options.directoryRetrySeconds ?? 60) * 1000,
+          lastError: text,
+          status: err.status,
+          diagnostic: `smtp; ${text}`,
+          remoteMta: null,
+          failedAt: now,
+          delayNotified: row.delay_notified === 1,
+          dsn: null,
+          deadline: null,
+        },
+      })),
+      false,
+    );
   }
 
   private apply(

@@ -21,6 +21,7 @@ import { addAdminCommands } from './admin-commands.js';
 import { CliError } from './admin-client.js';
 import { EXIT, EXIT_HELP } from './exit-codes.js';
 import { addRouteCommands } from './route-commands.js';
+import { addDirectoryCommands } from './directory-commands.js';
 import { outboundSettings } from '../config/outbound.js';
 
 async function readStdin(): Promise<string> {
@@ -204,6 +205,7 @@ export function buildProgram(): Command {
 
   addAdminCommands(program);
   addRouteCommands(program);
+  addDirectoryCommands(program);
 
   const user = program.command('user').description('directory users');
   user

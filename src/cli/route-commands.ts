@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { AdminClient, CliError, endpoints, type Endpoint } from './admin-client.js';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
 import { Categorizer } from '../categorizer/categorizer.js';
-import { EmbeddedDirectory } from '../directory/directory.js';
+import { openDirectory } from '../directory/open.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
 import { Router } from '../routing/router.js';
 import { buildTopology } from '../routing/topology.js';
@@ -204,7 +204,7 @@ export function addRouteCommands(program: Command): void {
         const org = loaded.org;
         const servers = org.routingGroups.flatMap((g) => g.servers);
         const { server } = o.from ? selectServer(org, o.from) : { server: servers[0]! };
-        const directory = new EmbeddedDirectory(org.directory);
+        const directory = openDirectory(org.directory, { baseDir: loaded.baseDir, serverName: server.name });
         const categorizer = new Categorizer({
           serverName: server.name,
           directory,
@@ -215,13 +215,15 @@ export function addRouteCommands(program: Command): void {
           orgMaxSendSizeKb: null,
           maxHopCount: 1000,
         });
-        const result = await categorizer.categorize([{ id: 1, address, original: address }], {
-          sender: o.sender,
-          authenticated: true,
-          size: 0,
-          receivedHeaders: 0,
-          envelopeRecipientCount: 1,
-        });
+        const result = await categorizer
+          .categorize([{ id: 1, address, original: address }], {
+            sender: o.sender,
+            authenticated: true,
+            size: 0,
+            receivedHeaders: 0,
+            envelopeRecipientCount: 1,
+          })
+          .finally(() => directory.close?.());
         const live = o.live
           ? await liveLinkState(o, server.name)
           : { note: 'link state: from the file (--no-live)' };

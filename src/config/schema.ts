@@ -3,6 +3,7 @@
 // model is what link state and the admin API will carry.
 import { z } from 'zod';
 import { duration, sizeKb } from './units.js';
+import { ldapSchema } from './schema-ldap.js';
 import { CATEGORIES } from '../logs/event-log.js';
 
 import {
@@ -233,17 +234,19 @@ export const directorySchema = z
     backend: z.enum(['embedded', 'ldap']).default('embedded'),
     /** Another YAML file holding users, contacts and groups. */
     file: z.string().optional(),
-    ldap: z
-      .strictObject({
-        url: z.string(),
-        bindDn: z.string().optional(),
-        bindPassword: z.string().optional(),
-        baseDn: z.string(),
-      })
-      .optional(),
+    /** The LDAP backend's settings (backend: ldap); see schema-ldap.ts. */
+    ldap: ldapSchema.optional(),
     users: z.array(userSchema).default([]),
     contacts: z.array(contactSchema).default([]),
     groups: z.array(groupSchema).default([]),
+  })
+  .refine((d) => d.backend !== 'ldap' || d.ldap !== undefined, {
+    message: 'backend ldap needs directory.ldap (url, baseDn)',
+    path: ['ldap'],
+  })
+  .refine((d) => !d.ldap?.bindDn || d.ldap.bindPasswordFile !== undefined, {
+    message: 'bindDn needs bindPasswordFile (the password is never written in this file)',
+    path: ['ldap', 'bindPasswordFile'],
   })
   .prefault({});
 

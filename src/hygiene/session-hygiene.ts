@@ -4,6 +4,7 @@
 import type { VirtualServerConfig } from '../config/schema.js';
 import type { AcceptedDomains } from '../directory/accepted-domains.js';
 import type { Directory } from '../directory/directory.js';
+import { DirectoryUnavailableError } from '../directory/unavailable.js';
 import type { BlockListChecker, BlockListHit } from './blocklists.js';
 import { headerFromAddresses, type Filters, type Verdict } from './filters.js';
 import type { Greylist } from './greylist.js';
@@ -83,7 +84,22 @@ export class SessionHygiene {
       if (this.filters.settings.recipient.filterNotInDirectory) {
         const domain = recipient.slice(recipient.lastIndexOf('@') + 1);
         const accepted = this.acceptedDomains.match(domain);
-        if (accepted?.authoritative && !(await this.directory.findByAddress(recipient))) {
+        // A directory that cannot answer is no "not found": the client tries again (451 4.4.3).
+        const found = accepted?.authoritative
+          ? await this.directory.findByAddress(recipient).catch((err: unknown) => {
+              if (err instanceof DirectoryUnavailableError) return err;
+              throw err;
+            })
+          : true;
+        if (found instanceof DirectoryUnavailableError) {
+          return {
+            action: 'reject',
+            code: 451,
+            status: '4.4.3',
+            text: 'Directory unavailable, try again later',
+          };
+        }
+        if (!found) {
           return this.report({
             stage: 'recipient',
             ip,

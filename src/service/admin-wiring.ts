@@ -27,6 +27,8 @@ export interface AdminWiring {
   linkState: () => LinkStateService | undefined;
   virtualServers: () => VirtualServerRuntime[];
   startedAt: number;
+  /** The LDAP directory's counters, when that backend is in use. */
+  directoryCounters?: () => Readonly<Record<string, number>> | undefined;
 }
 
 export interface AdminApi {
@@ -64,6 +66,7 @@ export async function startAdminApi(w: AdminWiring): Promise<AdminApi> {
     queues: () => w.queues.listQueues(),
     inboundConnections: () =>
       w.virtualServers().map((v) => ({ virtualServer: v.config.name, count: v.connectionCount })),
+    ...(w.directoryCounters ? { directory: w.directoryCounters } : {}),
   });
   w.tracking.listeners.push((e) => metrics.observe(e));
   const credentials = await administratorToken(w);

@@ -44,6 +44,8 @@ export interface QueuePipelineOptions {
   log: Logger;
   /** Diagnostic categories: NDRs are logged with the event ids of [002]. */
   categorizerLog?: Logger;
+  /** Seconds before a message the directory could not resolve is categorized again. */
+  directoryRetrySeconds?: number;
   storeDriverLog?: Logger;
   localRetry: RetryPolicy;
   remoteRetry: RetryPolicy;
@@ -117,6 +119,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
         : undefined;
     },
     ...(o.categorizerLog ? { log: o.categorizerLog } : {}),
+    ...(o.directoryRetrySeconds ? { directoryRetrySeconds: o.directoryRetrySeconds } : {}),
   });
   const local = new LocalDeliveryWorker(core, {
     ...common,

@@ -17,7 +17,8 @@ import { allServers, selectServer } from '../config/load.js';
 import type { ServerConfig } from '../config/schema.js';
 import { outboundSettings } from '../config/outbound.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
-import { EmbeddedDirectory, type Directory } from '../directory/directory.js';
+import type { Directory } from '../directory/directory.js';
+import { openDirectory, type OpenedDirectory } from '../directory/open.js';
 import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
@@ -61,6 +62,8 @@ export class TransportServer {
   readonly virtualServers: VirtualServerRuntime[] = [];
   readonly preSubmission: Spool;
   readonly directory: Directory;
+  /** The backend behind `directory` (its counters, its connections to close). */
+  readonly backend: OpenedDirectory;
   readonly acceptedDomains: AcceptedDomains;
   recovery: RecoveryReport | undefined;
   queueRecovery: QueueRecovery | undefined;
@@ -96,7 +99,8 @@ export class TransportServer {
     this.dataDir = path.resolve(loaded.baseDir, options.dataDir ?? server.dataDir);
     this.eventLog = options.eventLog ?? new EventLog(server.diagnosticLogging);
     this.preSubmission = new Spool(path.join(this.dataDir, 'spool'));
-    this.directory = organisationAuthentication(new EmbeddedDirectory(loaded.org.directory), loaded.org);
+    this.backend = openDirectory(loaded.org.directory, { baseDir: loaded.baseDir, serverName: server.name });
+    this.directory = organisationAuthentication(this.backend, loaded.org);
     this.acceptedDomains = new AcceptedDomains(loaded.org.recipientPolicies);
     this.badmail = new Badmail(
       path.resolve(this.dataDir, outboundSettings(server).messages.badmailDirectory),
@@ -123,6 +127,7 @@ export class TransportServer {
       linkState: () => this.linkState,
       virtualServers: () => this.virtualServers,
       startedAt: this.startedAt,
+      directoryCounters: () => this.backend.counters as Readonly<Record<string, number>> | undefined,
     });
     this.metrics = admin.metrics;
     this.admin = admin.admin;
@@ -251,6 +256,9 @@ export class TransportServer {
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),
+      ...(this.loaded.org.directory.ldap && this.loaded.org.directory.backend === 'ldap'
+        ? { directoryRetrySeconds: this.loaded.org.directory.ldap.retrySeconds }
+        : {}),
       storeDriverLog: this.eventLog.category('Store Driver'),
       localRetry: retry.local,
       remoteRetry: retry.remote,
@@ -406,5 +414,6 @@ export class TransportServer {
     await this.tracking?.close();
     await this.sendLog?.close();
     this.greylist?.close();
+    await this.backend.close?.();
   }
 }
