@@ -44,5 +44,8 @@ test('a store the user names but the server does not list is refused, saying whi
         '"Alice": mailbox store "Mailbox Store" is not configured on server mail1 (its mailboxStores: "Dovecot"; add it there)',
     },
   ]);
-  assert.match(mailboxStoreProblems(org([{ name: 'Dovecot' }], 'dovecot'))[0]!.message, /did you mean "Dovecot"\?/);
+  assert.match(
+    mailboxStoreProblems(org([{ name: 'Dovecot' }], 'dovecot'))[0]!.message,
+    /did you mean "Dovecot"\?/,
+  );
 });

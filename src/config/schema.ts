@@ -95,9 +95,17 @@ const mailboxStore = z
   })
   .superRefine((s, ctx) => {
     if (s.driver === 'lmtp' && !s.lmtp)
-      ctx.addIssue({ code: 'custom', path: ['lmtp'], message: 'driver lmtp needs lmtp: {host, port} or {socket}' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['lmtp'],
+        message: 'driver lmtp needs lmtp: {host, port} or {socket}',
+      });
     if (s.driver !== 'lmtp' && s.lmtp)
-      ctx.addIssue({ code: 'custom', path: ['driver'], message: 'lmtp settings are given: set driver: lmtp' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['driver'],
+        message: 'lmtp settings are given: set driver: lmtp',
+      });
   });
 
 export const serverSchema = z.strictObject({

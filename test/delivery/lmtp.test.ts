@@ -29,6 +29,8 @@ const DANA = user('dana@example.com');
 const ERIN = user('erin@example.com');
 const FULL = user('full@example.com', '*:storage=1K');
 const LATE = user('late@example.com');
+/** Dovecot knows this one by the local part only: the socket store's rcptTo says {localPart}. */
+const FRANK = user('frank');
 
 let dir: string;
 let dovecot: PrivateDovecot;
@@ -39,11 +41,24 @@ function configure(org: Record<string, any>): void {
   server.mailboxStores = [
     { name: 'Mailbox Store' },
     { name: 'Dovecot', driver: 'lmtp', lmtp: { host: DOVECOT.host, port: DOVECOT.lmtpPort, timeout: '10s' } },
+    // Dovecot's own Unix socket (service lmtp's default unix_listener, under base_dir).
+    {
+      name: 'Dovecot Socket',
+      driver: 'lmtp',
+      lmtp: { socket: path.join(dovecot.dir, 'run', 'lmtp'), rcptTo: '{localPart}' },
+    },
   ];
   server.virtualServers[0].delivery = {
     glitchRetryInterval: '1s',
     glitchRetryCount: 1,
-    local: { first: '1s', second: '1s', third: '1s', subsequent: '1s', delayNotification: '1h', expiration: '1h' },
+    local: {
+      first: '1s',
+      second: '1s',
+      third: '1s',
+      subsequent: '1s',
+      delayNotification: '1h',
+      expiration: '1h',
+    },
   };
   for (const u of [DANA, ERIN, FULL, LATE])
     org.directory.users.push({
@@ -51,11 +66,20 @@ function configure(org: Record<string, any>): void {
       addresses: [u.address],
       mailbox: { server: 'MAIL1', store: 'Dovecot' },
     });
+  org.directory.users.push({
+    name: 'Frank',
+    addresses: ['frank@example.com'],
+    mailbox: { server: 'MAIL1', store: 'Dovecot Socket' },
+  });
 }
 
 before(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), 'bh-lmtp-'));
-  dovecot = privateDovecot({ dir: path.join(dir, 'dovecot'), ...DOVECOT, users: [DANA, ERIN, FULL, LATE] });
+  dovecot = privateDovecot({
+    dir: path.join(dir, 'dovecot'),
+    ...DOVECOT,
+    users: [DANA, ERIN, FULL, LATE, FRANK],
+  });
   await dovecot.start();
   srv = await startServer({ engine: true, host: HOST, port: PORT, dir, mutate: configure });
 });
@@ -87,10 +111,16 @@ function inboxWith(u: DovecotUser, subject: string, count = 1): Promise<string[]
 }
 
 /** Dovecot's LMTP session id from the Received header it added on top of a message. */
-const dovecotId = (message: string) => /\r\nReceived: from [^\r]*\r\n\tby [^\r]* with LMTP\r\n\tid (\S+)\r\n/.exec(message)?.[1];
+const dovecotId = (message: string) =>
+  /\r\nReceived: from [^\r]*\r\n\tby [^\r]* with LMTP\r\n\tid (\S+)\r\n/.exec(message)?.[1];
 
 test('mail to a user whose store is LMTP reaches Dovecot and reads back over IMAP, headers intact', async () => {
-  const id = await send({ from: ALICE, to: [DANA.address], subject: 'Over LMTP', body: 'Hello Dana.\r\n.dot\r\n' });
+  const id = await send({
+    from: ALICE,
+    to: [DANA.address],
+    subject: 'Over LMTP',
+    body: 'Hello Dana.\r\n.dot\r\n',
+  });
   const [message] = await inboxWith(DANA, 'Over LMTP');
   const lines = message!.split('\r\n');
   // Dovecot's own lines on top: Return-Path and Delivered-To (one recipient), its Received.
@@ -99,7 +129,12 @@ test('mail to a user whose store is LMTP reaches Dovecot and reads back over IMA
   assert.equal(lines[2], 'Received: from mail1.test.example ([127.0.0.1])');
   assert.match(message!, new RegExp(`\\tfor <${DANA.address}>; `));
   // Then Bridgehead's Received with the queue id, and the message as it was sent.
-  assert.match(message!, new RegExp(`\r\nReceived: from client\\.test \\(\\[${HOST.replace(/\./g, '\\.')}\\]\\) by mail1\\.test\\.example with ESMTP\r\n\tid ${id}; `));
+  assert.match(
+    message!,
+    new RegExp(
+      `\r\nReceived: from client\\.test \\(\\[${HOST.replace(/\./g, '\\.')}\\]\\) by mail1\\.test\\.example with ESMTP\r\n\tid ${id}; `,
+    ),
+  );
   assert.equal(message!.match(/^Return-Path:/gm)?.length, 1, 'Bridgehead adds no Return-Path of its own');
   assert.match(message!, /\r\n\r\nHello Dana\.\r\n\.dot\r\n$/);
   await waitFor('DELIVER tracked for the Dovecot store', () =>
@@ -119,9 +154,22 @@ test('two users on one LMTP store: one transaction with two RCPTs', async () => 
   // one recipient, adds no Delivered-To.
   const log = dovecot.log();
   const id = session!.replace(/[+/]/g, (c) => `\\${c}`);
-  assert.match(log, new RegExp(`lmtp\\(dana@example\\.com\\)<\\d+><${id}>: Info: [^\\n]*saved mail to INBOX`));
-  assert.match(log, new RegExp(`lmtp\\(erin@example\\.com\\)<\\d+><${id}:R2>: Info: [^\\n]*saved mail to INBOX`));
+  assert.match(
+    log,
+    new RegExp(`lmtp\\(dana@example\\.com\\)<\\d+><${id}>: Info: [^\\n]*saved mail to INBOX`),
+  );
+  assert.match(
+    log,
+    new RegExp(`lmtp\\(erin@example\\.com\\)<\\d+><${id}:R2>: Info: [^\\n]*saved mail to INBOX`),
+  );
   assert.doesNotMatch(toDana!, /^Delivered-To:/m);
+});
+
+test('a store on a Unix socket, RCPT TO the local part only ({localPart})', async () => {
+  await send({ from: ALICE, to: ['frank@example.com'], subject: 'Through the socket' });
+  const [message] = await inboxWith(FRANK, 'Through the socket');
+  assert.match(message!, /^Return-Path: <alice@example\.com>\r\nDelivered-To: frank\r\n/);
+  assert.match(dovecot.log(), /lmtp\(\d+\): Info: Connect from local/);
 });
 
 test("an over-quota Dovecot mailbox: NDR 5.2.2 with the store's text; the other recipient gets the mail", async () => {
@@ -154,7 +202,10 @@ test('Dovecot stopped: the mail waits in Local delivery (Retry), never an NDR; r
       return rows?.[0]?.last_error ? rows[0] : undefined;
     });
     assert.equal(row.queue, 'Local delivery');
-    assert.match(row.last_error!, /^451 4\.4\.1 Cannot connect to mailbox store Dovecot \(127\.0\.82\.1:47910\)/);
+    assert.match(
+      row.last_error!,
+      /^451 4\.4\.1 Cannot connect to mailbox store Dovecot \(127\.0\.82\.1:47910\)/,
+    );
     const api = ['--api', srv.api!, '--data-dir', srv.dataDir];
     const queues = await bhJson<{ name: string; state: string }[]>(['queue', 'list', ...api]);
     assert.equal(queues.find((q) => q.name === 'Local delivery')?.state, 'Retry');

@@ -126,7 +126,10 @@ export function privateDovecot(o: {
   writeFileSync(
     path.join(dir, 'users'),
     o.users
-      .map((u) => `${u.address}:{PLAIN}${u.password}::::::${u.quotaRule ? `userdb_quota_rule=${u.quotaRule}` : ''}`)
+      .map(
+        (u) =>
+          `${u.address}:{PLAIN}${u.password}::::::${u.quotaRule ? `userdb_quota_rule=${u.quotaRule}` : ''}`,
+      )
       .join('\n') + '\n',
   );
   const configFile = path.join(dir, 'dovecot.conf');
@@ -167,9 +170,13 @@ export function privateDovecot(o: {
       }
     },
     imapInbox(user) {
-      const out = execFileSync('python3', ['-c', PY_INBOX, host, String(imapPort), user.address, user.password], {
-        timeout: 15_000,
-      });
+      const out = execFileSync(
+        'python3',
+        ['-c', PY_INBOX, host, String(imapPort), user.address, user.password],
+        {
+          timeout: 15_000,
+        },
+      );
       return JSON.parse(out.toString('utf8')) as string[];
     },
   };

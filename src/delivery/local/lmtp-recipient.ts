@@ -31,4 +31,3 @@ export function lmtpRecipient(template: string, address: string): string {
     field in values ? values[field as keyof typeof values] : whole,
   );
 }
-

@@ -27,7 +27,11 @@ export function replyOutcome(reply: LmtpReply, store: string): CopyResult {
   const code = known ? reply.code : 451;
   const status = known && reply.status ? reply.status : code >= 500 ? '5.0.0' : '4.5.0';
   const text = `Mailbox store ${store} said: ${reply.text}`;
-  return { error: known ? new RemoteReplyError(code, status, text, reply.text) : new TransportError(code, status, text) };
+  return {
+    error: known
+      ? new RemoteReplyError(code, status, text, reply.text)
+      : new TransportError(code, status, text),
+  };
 }
 
 /** The same failure for every copy: the store could not be reached or stopped answering. */
@@ -50,7 +54,8 @@ export interface LmtpTransaction {
 /** One result per recipient of the transaction, in RCPT order. */
 export function transactionResults(t: LmtpTransaction, store: string): CopyResult[] {
   const lost = (): CopyResult => ({
-    error: t.lost ?? new TransportError(451, '4.4.2', `Mailbox store ${store} did not answer for this recipient`),
+    error:
+      t.lost ?? new TransportError(451, '4.4.2', `Mailbox store ${store} did not answer for this recipient`),
   });
   if (t.mail.code < 200 || t.mail.code >= 300) return t.rcpts.map(() => replyOutcome(t.mail, store));
   let accepted = 0;

@@ -63,7 +63,11 @@ class LmtpConnection {
     socket.on('close', () => this.fail(new TransportError(451, '4.4.2', `Connection to ${where} closed`)));
   }
 
-  static open(s: LmtpSettings, where: string, log: (event: string, data: string) => void): Promise<LmtpConnection> {
+  static open(
+    s: LmtpSettings,
+    where: string,
+    log: (event: string, data: string) => void,
+  ): Promise<LmtpConnection> {
     return new Promise((resolve, reject) => {
       const socket =
         'socket' in s.endpoint
@@ -82,7 +86,13 @@ class LmtpConnection {
       });
       socket.once('error', (err: NodeJS.ErrnoException) => {
         clearTimeout(timer);
-        reject(new TransportError(451, '4.4.1', `Cannot connect to mailbox store ${where}: ${err.code ?? err.message}`));
+        reject(
+          new TransportError(
+            451,
+            '4.4.1',
+            `Cannot connect to mailbox store ${where}: ${err.code ?? err.message}`,
+          ),
+        );
       });
     });
   }
@@ -94,7 +104,7 @@ class LmtpConnection {
 
   private onData(d: string): void {
     this.buffer += d;
-    for (let done = false; !done; ) {
+    for (let done = false; !done;) {
       const m = /^((?:\d{3}-[^\n]*\n)*\d{3}(?: [^\n]*)?\r?\n)/.exec(this.buffer);
       if (!m) {
         if (this.buffer.length > 1024 * 1024) this.fail(new TransportError(451, '4.5.0', 'Reply too long'));
@@ -214,7 +224,8 @@ export class LmtpStore implements StoreDriver {
         t.data = rest[copies.length]!;
       } else {
         t.mail = await this.command(conn, commands[0]!);
-        if (t.mail.code === 250) for (const line of commands.slice(1)) t.rcpts.push(await this.command(conn, line));
+        if (t.mail.code === 250)
+          for (const line of commands.slice(1)) t.rcpts.push(await this.command(conn, line));
         else t.rcpts = copies.map(() => t.mail);
         if (t.rcpts.some((r) => r.code >= 200 && r.code < 300)) t.data = await this.command(conn, 'DATA');
       }

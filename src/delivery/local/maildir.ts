@@ -80,7 +80,10 @@ export class MaildirStore implements StoreDriver {
   async deliver(message: StoreMessage, copies: readonly StoreCopy[]): Promise<CopyResult[]> {
     const results: CopyResult[] = [];
     for (const c of copies) {
-      const prefix = Buffer.from(`Return-Path: <${message.sender}>\r\nDelivered-To: ${c.recipient}\r\n`, 'utf8');
+      const prefix = Buffer.from(
+        `Return-Path: <${message.sender}>\r\nDelivered-To: ${c.recipient}\r\n`,
+        'utf8',
+      );
       try {
         const { duplicate } = await this.deliverOne(c.mailbox, c.uniqueId, prefix, message.body, c.recheck);
         results.push({ duplicate });
