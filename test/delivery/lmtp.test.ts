@@ -165,6 +165,20 @@ test('two users on one LMTP store: one transaction with two RCPTs', async () => 
   assert.doesNotMatch(toDana!, /^Delivered-To:/m);
 });
 
+test('one message for users of two stores: the Maildir store and the LMTP store each get their copy', async () => {
+  const id = await send({ from: DANA.address, to: [ALICE, DANA.address], subject: 'Two stores' });
+  const [inMaildir] = await waitForMessages(srv.dataDir, ALICE, `${id}.`);
+  // The Maildir driver writes its own Return-Path and Delivered-To, as before.
+  assert.match(
+    inMaildir!.content.toString('utf8'),
+    /^Return-Path: <dana@example\.com>\r\nDelivered-To: alice@example\.com\r\n/,
+  );
+  await inboxWith(DANA, 'Two stores');
+  await waitFor('the message to leave the queues', () => queueRows(srv.dataDir, id)?.length === 0);
+  const delivered = trackingEvents(srv.dataDir, id).filter((e) => e.event === 'DELIVER');
+  assert.equal(delivered.length, 2);
+});
+
 test('a store on a Unix socket, RCPT TO the local part only ({localPart})', async () => {
   await send({ from: ALICE, to: ['frank@example.com'], subject: 'Through the socket' });
   const [message] = await inboxWith(FRANK, 'Through the socket');

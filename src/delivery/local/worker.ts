@@ -103,9 +103,10 @@ export class LocalDeliveryWorker implements Stage {
       }
       const now = Date.now();
       const tracked = trackedMessage(m, envelope);
-      const results: { row: RecipientRow; verdict: Verdict }[] = [];
+      const all: { row: RecipientRow; verdict: Verdict }[] = [];
       for (const [storeName, batch] of byStore(rows)) {
         const outcomes = await this.deliverToStore(storeName, m, body, batch);
+        const results: { row: RecipientRow; verdict: Verdict }[] = [];
         batch.forEach(({ row, route }, i) => {
           const outcome = outcomes[i]!;
           const error = 'error' in outcome ? outcome.error : undefined;
@@ -133,8 +134,12 @@ export class LocalDeliveryWorker implements Stage {
             }),
           });
         });
+        // Recorded as soon as this store answered: an LMTP store cannot be asked again
+        // after a crash whether it already has the copy.
+        store.defer(() => store.record(results));
+        all.push(...results);
       }
-      store.defer(() => this.record(tracked, results));
+      store.defer(() => this.trackOutcomes(tracked, all));
     } finally {
       activeMessages.delete(m.id);
     }
@@ -169,8 +174,8 @@ export class LocalDeliveryWorker implements Stage {
     );
   }
 
-  private record(tracked: TrackedMessage, results: { row: RecipientRow; verdict: Verdict }[]): void {
-    this.core.store.record(results);
+  /** One DEFER and one FAIL event for the message, whichever stores its recipients are on. */
+  private trackOutcomes(tracked: TrackedMessage, results: { row: RecipientRow; verdict: Verdict }[]): void {
     const deferred = results.filter((r) => r.verdict.kind === 'retry').map((r) => r.row.address);
     if (deferred.length) this.options.track(trackingEvent.deferred(tracked, deferred, 'STOREDRIVER'));
     const failed = results.flatMap(({ row, verdict }) =>
