@@ -12,7 +12,8 @@
 // BUGS      LMTP cannot be asked whether a copy was already saved: a recipient whose reply
 //   was cut off (the store went away after the message, or this server crashed before it
 //   recorded the reply) is delivered again, a duplicate rather than a loss. No STARTTLS:
-//   an LMTP store is reached on loopback, a Unix socket or a trusted network.
+//   an LMTP store is reached on loopback, a Unix socket or a trusted network. No
+//   SMTPUTF8 or BODY= parameters: addresses and bytes go as they are.
 // STANDARDS RFC 2033, RFC 2920 (PIPELINING), RFC 5321
 import net from 'node:net';
 import { TransportError } from '../../message/status.js';
