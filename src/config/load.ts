@@ -13,6 +13,7 @@ import {
 } from './schema.js';
 import { parseIpRange } from '../net/ip-range.js';
 import { mailboxFolderProblems } from './mailbox-folders.js';
+import { mailboxStoreProblems } from './mailbox-stores.js';
 
 export interface ConfigProblem {
   path: string;
@@ -271,6 +272,7 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
   });
 
   errors.push(...mailboxFolderProblems(org));
+  errors.push(...mailboxStoreProblems(org));
   return { errors, warnings };
 }
 

@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { duration, sizeKb } from './units.js';
 import { ldapSchema } from './schema-ldap.js';
 import { CATEGORIES } from '../logs/event-log.js';
+import { recipientTemplateProblem } from '../delivery/local/lmtp-recipient.js';
 
 import {
   domainOrAddress,
@@ -63,7 +64,50 @@ const maildirModes = z
   })
   .prefault({});
 
-const mailboxStore = z.strictObject({ name, maildir: maildirModes });
+/** An LMTP store (RFC 2033): Dovecot, Cyrus, ... over TCP or a Unix socket. */
+const lmtpStore = z
+  .strictObject({
+    host: z.string().trim().min(1).optional(),
+    port: z.number().int().min(1).max(65535).default(24),
+    /** A Unix socket path instead of host and port (e.g. /var/run/dovecot/lmtp). */
+    socket: z.string().min(1).optional(),
+    /** RCPT TO over the user's primary address: {address}, {localPart}, {domain}. */
+    rcptTo: z
+      .string()
+      .default('{address}')
+      .superRefine((t, ctx) => {
+        const problem = recipientTemplateProblem(t);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      }),
+    /** Connection and reply time-out. */
+    timeout: duration.prefault('60s').refine((s) => s > 0, 'must be longer than 0'),
+  })
+  .refine((l) => (l.host === undefined) !== (l.socket === undefined), {
+    message: 'an LMTP store needs either host (and port) or socket, not both',
+  });
+
+const mailboxStore = z
+  .strictObject({
+    name,
+    /** How local delivery writes to the store: its own Maildirs, or an LMTP server. */
+    driver: z.enum(['maildir', 'lmtp']).default('maildir'),
+    maildir: maildirModes,
+    lmtp: lmtpStore.optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.driver === 'lmtp' && !s.lmtp)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['lmtp'],
+        message: 'driver lmtp needs lmtp: {host, port} or {socket}',
+      });
+    if (s.driver !== 'lmtp' && s.lmtp)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['driver'],
+        message: 'lmtp settings are given: set driver: lmtp',
+      });
+  });
 
 export const serverSchema = z.strictObject({
   name,

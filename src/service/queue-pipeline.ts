@@ -21,7 +21,7 @@ import { RoutingWorker, type RouteFn } from '../routing/worker.js';
 import { RemoteTriggered } from '../routing/remote-triggered.js';
 import type { OrganisationConfig } from '../config/schema.js';
 import { LocalDeliveryWorker } from '../delivery/local/worker.js';
-import type { StoreDriver } from '../delivery/local/store-driver.js';
+import type { StoreDrivers } from '../delivery/local/store-driver.js';
 import { RemoteDeliveryWorker } from '../delivery/remote/worker.js';
 import type { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { DsnWorker } from '../dsn/worker.js';
@@ -39,7 +39,8 @@ export interface QueuePipelineOptions {
   dataDir: string;
   spool: Spool;
   categorizer: Pick<Categorizer, 'categorize'>;
-  store: StoreDriver;
+  /** The driver of each mailbox store (delivery/local/store-drivers.ts). */
+  stores: StoreDrivers;
   tracking: Pick<MessageTracking, 'write'>;
   log: Logger;
   /** Diagnostic categories: NDRs are logged with the event ids of [002]. */
@@ -123,7 +124,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   });
   const local = new LocalDeliveryWorker(core, {
     ...common,
-    driver: o.store,
+    drivers: o.stores,
     retry: o.localRetry,
     log: o.log,
     ...(o.storeDriverLog ? { storeDriverLog: o.storeDriverLog } : {}),

@@ -27,6 +27,7 @@ import { HOLD_REASONS } from '../queue/names.js';
 import type { VirtualServerRuntime } from '../smtp/server/virtual-server.js';
 import { RemoteDelivery } from '../delivery/remote/remote-delivery.js';
 import { MaildirStore, PRIVATE_MAILDIR } from '../delivery/local/maildir.js';
+import { storeDrivers } from '../delivery/local/store-drivers.js';
 import { Router } from '../routing/router.js';
 import { LinkStateService } from '../linkstate/service.js';
 import { Filters } from '../hygiene/filters.js';
@@ -87,6 +88,7 @@ export class TransportServer {
   private readonly badmail: Badmail;
   private readonly startedAt = Date.now();
   private sendLog: ProtocolLog | undefined;
+  private storeDrivers: ReturnType<typeof storeDrivers> | undefined;
   private greylist: Greylist | undefined;
   private pruneTimer: NodeJS.Timeout | undefined;
 
@@ -235,6 +237,16 @@ export class TransportServer {
       : undefined;
     this.sendLog = sendLog;
     const maildirModes = modePolicy(this.server).stores;
+    const storeDriverLog = this.eventLog.category('Store Driver');
+    this.storeDrivers = storeDrivers(this.server.mailboxStores, {
+      // By folder, as the start-up walk sets them: a store's modes follow its folder.
+      maildir: new MaildirStore(
+        path.join(this.dataDir, 'mailboxes'),
+        (store) => maildirModes.get(storeFolder(store)) ?? PRIVATE_MAILDIR,
+      ),
+      lhloName: outbound.heloName,
+      log: (store, event, data) => storeDriverLog.debug({ store, event, data }, 'LMTP'),
+    });
     const retry = retryPolicies(this.server);
     const limits = connectionLimits(this.server);
     this.engine = buildQueuePipeline({
@@ -248,18 +260,14 @@ export class TransportServer {
           acceptedDomains: this.acceptedDomains,
         }),
       ),
-      // By folder, as the start-up walk sets them: a store's modes follow its folder.
-      store: new MaildirStore(
-        path.join(this.dataDir, 'mailboxes'),
-        (store) => maildirModes.get(storeFolder(store)) ?? PRIVATE_MAILDIR,
-      ),
+      stores: this.storeDrivers,
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),
       ...(this.loaded.org.directory.ldap && this.loaded.org.directory.backend === 'ldap'
         ? { directoryRetrySeconds: this.loaded.org.directory.ldap.retrySeconds }
         : {}),
-      storeDriverLog: this.eventLog.category('Store Driver'),
+      storeDriverLog,
       localRetry: retry.local,
       remoteRetry: retry.remote,
       route: (r, sender, message) => this.router.nextHop(r, sender, message),
@@ -410,6 +418,7 @@ export class TransportServer {
     await this.admin?.close();
     await Promise.all(this.virtualServers.map((v) => v.close()));
     await this.engine?.stop();
+    await this.storeDrivers?.close();
     await this.preSubmission?.close();
     await this.tracking?.close();
     await this.sendLog?.close();

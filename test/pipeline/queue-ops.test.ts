@@ -60,6 +60,7 @@ before(async () => {
     logSubject: true,
     retentionDays: 7,
   });
+  const maildir = new MaildirStore(path.join(dataDir, 'mailboxes'));
   engine = buildQueuePipeline({
     serverName: 'MAIL1',
     fqdn: 'mail1.test.example',
@@ -74,7 +75,7 @@ before(async () => {
       orgMaxSendSizeKb: null,
       maxHopCount: 15,
     }),
-    store: new MaildirStore(path.join(dataDir, 'mailboxes')),
+    stores: () => maildir,
     tracking,
     log: pino({ level: 'silent' }),
     localRetry: retry,

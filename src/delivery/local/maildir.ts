@@ -10,7 +10,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TransportError } from '../../message/status.js';
-import type { MailboxRef, StoreDriver } from './store-driver.js';
+import type { CopyResult, MailboxRef, StoreCopy, StoreDriver, StoreMessage } from './store-driver.js';
 import { mailboxFolder, storeFolder } from './folder-names.js';
 
 /** Modes of one store's Maildirs (mailboxStores[].maildir). */
@@ -76,11 +76,30 @@ export class MaildirStore implements StoreDriver {
     return false;
   }
 
+  /** One copy after another, each with Return-Path and Delivered-To on top. */
+  async deliver(message: StoreMessage, copies: readonly StoreCopy[]): Promise<CopyResult[]> {
+    const results: CopyResult[] = [];
+    for (const c of copies) {
+      const prefix = Buffer.from(
+        `Return-Path: <${message.sender}>\r\nDelivered-To: ${c.recipient}\r\n`,
+        'utf8',
+      );
+      try {
+        const { duplicate } = await this.deliverOne(c.mailbox, c.uniqueId, prefix, message.body, c.recheck);
+        results.push({ duplicate });
+      } catch (err) {
+        if (!(err instanceof TransportError)) throw err;
+        results.push({ error: err });
+      }
+    }
+    return results;
+  }
+
   /**
    * Delivers one copy. `prefix` is prepended (Return-Path, Delivered-To). `recheck` is set
    * when an earlier attempt may have completed before a crash.
    */
-  async deliver(
+  async deliverOne(
     m: MailboxRef,
     uniqueId: string,
     prefix: Buffer,

@@ -1,10 +1,12 @@
-// NAME      local delivery worker: drains "Local delivery" through a store driver
+// NAME      local delivery worker: drains "Local delivery" through the store drivers
 // DESCRIPTION
-//   Up to 32 messages at once; each recipient's copy goes through the store driver
-//   (store-driver.ts) with Return-Path and Delivered-To on top. Exactly once: the copy's
-//   name derives from (queue id, recipient row), and a row a crash caught in flight, or one
-//   tried before, is delivered with `recheck` so the driver finds its earlier copy. Results
-//   become verdicts (queue/outcomes.ts) on the local retry schedule.
+//   Up to 32 messages at once. A message's recipients are grouped by mailbox store, and
+//   each group goes to that store's driver (store-driver.ts) in one call: Maildir writes
+//   one copy each with Return-Path and Delivered-To on top, LMTP makes one transaction.
+//   A copy's unique id derives from (queue id, recipient row), and a row a crash caught in
+//   flight, or one tried before, is delivered with `recheck` so a driver that can look
+//   finds its earlier copy. Results become verdicts (queue/outcomes.ts) on the local retry
+//   schedule; a store not configured on this server defers (4.3.5).
 // TRIGGERS  woken by the categorizer when rows arrive, and by the clock for retries;
 //           wakes the DSN stage after each batch.
 import type { Logger } from 'pino';
@@ -21,11 +23,12 @@ import type { TrackingEvent } from '../../tracking/tracking.js';
 import { trackedMessage, trackingEvent, type TrackedMessage } from '../../tracking/events.js';
 import type { FailureRecorder } from '../../dsn/failures.js';
 import type { Route } from '../../categorizer/categorizer.js';
-import type { StoreDriver } from './store-driver.js';
+import type { CopyResult, StoreDrivers } from './store-driver.js';
 import type { StageQueue } from '../../queue/core.js';
 
 export interface LocalDeliveryOptions {
-  driver: StoreDriver;
+  /** The driver of each mailbox store (store-driver.ts). */
+  drivers: StoreDrivers;
   retry: RetryPolicy;
   notifyPolicy: NotifyPolicy;
   track: (e: TrackingEvent) => void;
@@ -43,6 +46,24 @@ export interface LocalQueue extends StageQueue {
 }
 
 const BATCH = 32;
+
+type LocalRoute = Extract<Route, { kind: 'local' }>;
+interface LocalRow {
+  row: RecipientRow;
+  route: LocalRoute;
+}
+
+/** Rows grouped by mailbox store, in the order the stores first appear. */
+function byStore(rows: readonly RecipientRow[]): Map<string, LocalRow[]> {
+  const groups = new Map<string, LocalRow[]>();
+  for (const row of rows) {
+    const route = JSON.parse(row.route ?? '{}') as LocalRoute;
+    const group = groups.get(route.store) ?? [];
+    group.push({ row, route });
+    groups.set(route.store, group);
+  }
+  return groups;
+}
 
 export class LocalDeliveryWorker implements Stage {
   readonly name = STAGE.local;
@@ -82,54 +103,79 @@ export class LocalDeliveryWorker implements Stage {
       }
       const now = Date.now();
       const tracked = trackedMessage(m, envelope);
-      const results: { row: RecipientRow; verdict: Verdict }[] = [];
-      for (const row of rows) {
-        const route = JSON.parse(row.route ?? '{}') as Extract<Route, { kind: 'local' }>;
-        const prefix = Buffer.from(`Return-Path: <${m.sender}>\r\nDelivered-To: ${row.address}\r\n`, 'utf8');
-        let error: TransportError | undefined;
-        try {
-          const delivered = await this.options.driver.deliver(
-            { store: route.store, address: route.mailboxAddress, quotaKb: route.quotaKb },
-            `${m.id}.${row.id}`,
-            prefix,
-            body,
-            row.recheck === 1 || row.attempts > 0,
-          );
-          this.options.track(
-            trackingEvent.delivered(tracked, {
-              address: row.address,
-              original: row.original,
-              store: route.store,
-              duplicate: delivered.duplicate,
+      const all: { row: RecipientRow; verdict: Verdict }[] = [];
+      for (const [storeName, batch] of byStore(rows)) {
+        const outcomes = await this.deliverToStore(storeName, m, body, batch);
+        const results: { row: RecipientRow; verdict: Verdict }[] = [];
+        batch.forEach(({ row, route }, i) => {
+          const outcome = outcomes[i]!;
+          const error = 'error' in outcome ? outcome.error : undefined;
+          if (!error)
+            this.options.track(
+              trackingEvent.delivered(tracked, {
+                address: row.address,
+                original: row.original,
+                store: route.store,
+                duplicate: 'duplicate' in outcome && outcome.duplicate,
+              }),
+            );
+          results.push({
+            row,
+            verdict: verdictFor({
+              ...(error ? { error } : {}),
+              notify: notifyList(row),
+              sender: m.sender,
+              receivedAt: m.received_at,
+              attempts: row.attempts,
+              delayNotified: row.delay_notified === 1,
+              policy: this.options.retry,
+              now,
+              notifyPolicy: this.options.notifyPolicy,
             }),
-          );
-        } catch (err) {
-          if (!(err instanceof TransportError)) throw err;
-          error = err;
-        }
-        results.push({
-          row,
-          verdict: verdictFor({
-            ...(error ? { error } : {}),
-            notify: notifyList(row),
-            sender: m.sender,
-            receivedAt: m.received_at,
-            attempts: row.attempts,
-            delayNotified: row.delay_notified === 1,
-            policy: this.options.retry,
-            now,
-            notifyPolicy: this.options.notifyPolicy,
-          }),
+          });
         });
+        // Recorded as soon as this store answered: an LMTP store cannot be asked again
+        // after a crash whether it already has the copy.
+        store.defer(() => store.record(results));
+        all.push(...results);
       }
-      store.defer(() => this.record(tracked, results));
+      store.defer(() => this.trackOutcomes(tracked, all));
     } finally {
       activeMessages.delete(m.id);
     }
   }
 
-  private record(tracked: TrackedMessage, results: { row: RecipientRow; verdict: Verdict }[]): void {
-    this.core.store.record(results);
+  /** Every copy of one message bound for one store, in one call of that store's driver. */
+  private async deliverToStore(
+    storeName: string,
+    m: MessageRow,
+    body: Buffer,
+    batch: readonly LocalRow[],
+  ): Promise<CopyResult[]> {
+    const driver = this.options.drivers(storeName);
+    // A store the configuration does not list (a directory other than the file's named it):
+    // the mail waits, and the administrator sees why in the queue.
+    if (!driver) {
+      const error = new TransportError(
+        451,
+        '4.3.5',
+        `Mailbox store "${storeName}" is not configured on this server (mailboxStores)`,
+      );
+      return batch.map(() => ({ error }));
+    }
+    return driver.deliver(
+      { sender: m.sender, body },
+      batch.map(({ row, route }) => ({
+        mailbox: { store: route.store, address: route.mailboxAddress, quotaKb: route.quotaKb },
+        recipient: row.address,
+        uniqueId: `${m.id}.${row.id}`,
+        recheck: row.recheck === 1 || row.attempts > 0,
+      })),
+    );
+  }
+
+  /** One DEFER and one FAIL event for the message, whichever stores its recipients are on. */
+  private trackOutcomes(tracked: TrackedMessage, results: { row: RecipientRow; verdict: Verdict }[]): void {
     const deferred = results.filter((r) => r.verdict.kind === 'retry').map((r) => r.row.address);
     if (deferred.length) this.options.track(trackingEvent.deferred(tracked, deferred, 'STOREDRIVER'));
     const failed = results.flatMap(({ row, verdict }) =>
