@@ -8,15 +8,15 @@
 //   latency on every one of their replies.
 //   A directory that cannot answer (DirectoryUnavailableError) decides nothing: the
 //   message's rows stay in this queue in Retry (4.4.3) and are categorized again after
-//   directoryRetrySeconds (or at `queue retry`); nothing is failed or bounced for it.
+//   directoryRetrySeconds (or at `queue retry`); nothing gets 5.1.1 for it, though the
+//   message's delay notice and 4.4.7 expiry still fall due.
 // TRIGGERS  woken when a submission commits and when a DSN is spooled; wakes only the
 //           stages whose queues received rows.
 import type { Logger } from 'pino';
 import type { QueueStore } from '../queue/store/queue-store.js';
 import type { BodyCache } from '../queue/bodies.js';
 import { QUEUE, STAGE, type StageName } from '../queue/names.js';
-import type { NotifyPolicy } from '../queue/outcomes.js';
-import { deadlineFor } from '../queue/outcomes.js';
+import { deadlineFor, verdictFor, type NotifyPolicy } from '../queue/outcomes.js';
 import type { RetryPolicy } from '../queue/retry.js';
 import type { Stage } from '../queue/scheduler.js';
 import type { Envelope } from '../queue/spool.js';
@@ -122,7 +122,7 @@ export class CategorizerWorker implements Stage {
           throw err;
         });
       if (result instanceof DirectoryUnavailableError) {
-        this.deferForDirectory(m, rows, result);
+        this.deferForDirectory(m, envelope, rows, result, woke);
         continue;
       }
       const sinks = this.options.sinks ?? [];
@@ -144,31 +144,50 @@ export class CategorizerWorker implements Stage {
     return messages.length === BATCH;
   }
 
-  /** The directory could not answer: every row waits in Retry, nothing is decided. */
-  private deferForDirectory(m: MessageRow, rows: RecipientRow[], err: DirectoryUnavailableError): void {
+  /**
+   * The directory could not answer: nothing is decided about the recipients, each waits in
+   * Retry and is asked again after directoryRetrySeconds. The message's own clock still
+   * runs: a delay notice when it falls due, 4.4.7 at expiry, as for any other deferral.
+   */
+  private deferForDirectory(
+    m: MessageRow,
+    envelope: Envelope,
+    rows: RecipientRow[],
+    err: DirectoryUnavailableError,
+    woke: Set<StageName>,
+  ): void {
     const now = Date.now();
-    const text = `${err.code} ${err.status} ${err.message}`;
     this.options.log?.warn(
       { messageId: m.id, reason: err.reason },
       'directory unavailable: categorization deferred',
     );
-    this.core.store.record(
-      rows.map((row) => ({
-        row,
-        verdict: {
-          kind: 'retry' as const,
-          nextAttempt: now + (this.options.directoryRetrySeconds ?? 60) * 1000,
-          lastError: text,
-          status: err.status,
-          diagnostic: `smtp; ${text}`,
-          remoteMta: null,
-          failedAt: now,
-          delayNotified: row.delay_notified === 1,
-          dsn: null,
-          deadline: null,
-        },
-      })),
-      false,
+    const results = rows.map((row) => {
+      const verdict = verdictFor({
+        error: { code: err.code, status: err.status, message: err.message, permanent: false },
+        notify: notifyList(row),
+        sender: m.sender,
+        receivedAt: m.received_at,
+        attempts: row.attempts,
+        delayNotified: row.delay_notified === 1,
+        policy: this.options.remoteRetry,
+        now,
+        notifyPolicy: this.options.notifyPolicy,
+      });
+      // The directory's own retry interval, not the recipient's glitch schedule.
+      if (verdict.kind === 'retry')
+        verdict.nextAttempt = now + (this.options.directoryRetrySeconds ?? 60) * 1000;
+      return { row, verdict };
+    });
+    this.core.store.record(results, false);
+    if (results.some((r) => r.verdict.dsn !== null)) woke.add(STAGE.dsn);
+    const failures = results.flatMap(({ row, verdict }) =>
+      verdict.kind === 'failed' ? [{ address: row.address, status: verdict.status }] : [],
+    );
+    this.options.recordFailures(
+      'CATEGORIZER',
+      this.options.log,
+      { id: m.id, sender: m.sender, messageId: envelope.messageId },
+      failures,
     );
   }
 
