@@ -6,7 +6,7 @@
 //   the organisation verbs where configured). VRFY answers 252 unless vrfy is on.
 // STANDARDS RFC 5321 §4.1.1, §3.5.3 (252 for VRFY), 1869
 import { reply, TransportError } from '../status.js';
-import { authOffered } from './auth.js';
+import { authMechanisms } from './auth.js';
 import { linkStateOffered } from './org-verbs.js';
 import { resetTransaction } from './transaction.js';
 import type { SessionContext } from './state.js';
@@ -28,7 +28,8 @@ export async function greet(session: SessionContext, arg: string, verb: string):
   lines.push('ETRN', 'PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES', '8BITMIME', 'BINARYMIME', 'CHUNKING');
   if (config.vrfy) lines.push('VRFY');
   if (server.tlsContext && !facts.tls) lines.push('STARTTLS');
-  if (authOffered(config, facts)) lines.push('AUTH LOGIN PLAIN');
+  const mechanisms = authMechanisms(config, facts);
+  if (mechanisms.length) lines.push(`AUTH ${mechanisms.join(' ')}`);
   lines.push('SMTPUTF8');
   if (linkStateOffered(server)) lines.push('X-LINK2STATE', 'XEXCH50');
   lines.push('OK');
