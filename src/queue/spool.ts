@@ -59,6 +59,11 @@ export interface Envelope {
   archived?: string;
   /** From Importance / X-Priority; absent means normal. */
   priority?: 'high' | 'low';
+  /**
+   * Anonymous mail from a virtual server with resolveAnonymousEmail (or relayed for one by
+   * another organisation server): mailboxes show its sender's directory display name.
+   */
+  resolveAnonymousEmail?: true;
 }
 
 export interface SpooledMessage {

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { QueueCore } from '../queue/core.js';
 import { QUEUE, STAGE, type HoldReason } from '../queue/names.js';
 import type { RetryPolicy } from '../queue/retry.js';
-import type { RecoveryReport, Spool, SpooledMessage } from '../queue/spool.js';
+import type { Envelope, RecoveryReport, Spool, SpooledMessage } from '../queue/spool.js';
 import { QueueViewer } from '../queue/admin/viewer.js';
 import { QueueOperations } from '../queue/admin/operations.js';
 import type { QueueAdmin } from '../queue/admin/index.js';
@@ -40,6 +40,8 @@ export interface QueuePipelineOptions {
   spool: Spool;
   categorizer: Pick<Categorizer, 'categorize'>;
   store: StoreDriver;
+  /** The message as mailboxes show it (delivery/local/originators.ts). */
+  presentOriginators?: (envelope: Envelope, message: Buffer) => Promise<Buffer>;
   tracking: Pick<MessageTracking, 'write'>;
   log: Logger;
   /** Diagnostic categories: NDRs are logged with the event ids of [002]. */
@@ -115,6 +117,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   const local = new LocalDeliveryWorker(core, {
     ...common,
     driver: o.store,
+    ...(o.presentOriginators ? { presentOriginators: o.presentOriginators } : {}),
     retry: o.localRetry,
     log: o.log,
     ...(o.storeDriverLog ? { storeDriverLog: o.storeDriverLog } : {}),

@@ -18,6 +18,7 @@ import type { ServerConfig } from '../config/schema.js';
 import { outboundSettings } from '../config/outbound.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
 import { EmbeddedDirectory, type Directory } from '../directory/directory.js';
+import { originatorPresenter } from '../delivery/local/originators.js';
 import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
@@ -248,6 +249,7 @@ export class TransportServer {
         path.join(this.dataDir, 'mailboxes'),
         (store) => maildirModes.get(storeFolder(store)) ?? PRIVATE_MAILDIR,
       ),
+      presentOriginators: originatorPresenter(this.directory),
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),

@@ -1,7 +1,8 @@
 // NAME      local delivery worker: drains "Local delivery" through a store driver
 // DESCRIPTION
 //   Up to 32 messages at once; each recipient's copy goes through the store driver
-//   (store-driver.ts) with Return-Path and Delivered-To on top. Exactly once: the copy's
+//   (store-driver.ts) with Return-Path and Delivered-To on top, and the From and Sender
+//   display names the directory decides (originators.ts). Exactly once: the copy's
 //   name derives from (queue id, recipient row), and a row a crash caught in flight, or one
 //   tried before, is delivered with `recheck` so the driver finds its earlier copy. Results
 //   become verdicts (queue/outcomes.ts) on the local retry schedule.
@@ -33,6 +34,8 @@ export interface LocalDeliveryOptions {
   log: Logger;
   /** The Store Driver diagnostic category (NDR events). */
   storeDriverLog?: Logger;
+  /** The message as mailboxes show it: originators' display names (originators.ts). */
+  presentOriginators?: (envelope: Envelope, message: Buffer) => Promise<Buffer>;
 }
 
 /** What local delivery needs of the queue core: small enough to fake in a unit test. */
@@ -82,17 +85,25 @@ export class LocalDeliveryWorker implements Stage {
       }
       const now = Date.now();
       const tracked = trackedMessage(m, envelope);
+      let shown: Buffer | TransportError = body;
+      try {
+        if (this.options.presentOriginators) shown = await this.options.presentOriginators(envelope, body);
+      } catch (err) {
+        if (!(err instanceof TransportError)) throw err;
+        shown = err; // every copy waits for the directory
+      }
       const results: { row: RecipientRow; verdict: Verdict }[] = [];
       for (const row of rows) {
         const route = JSON.parse(row.route ?? '{}') as Extract<Route, { kind: 'local' }>;
         const prefix = Buffer.from(`Return-Path: <${m.sender}>\r\nDelivered-To: ${row.address}\r\n`, 'utf8');
         let error: TransportError | undefined;
         try {
+          if (shown instanceof TransportError) throw shown;
           const delivered = await this.options.driver.deliver(
             { store: route.store, address: route.mailboxAddress, quotaKb: route.quotaKb },
             `${m.id}.${row.id}`,
             prefix,
-            body,
+            shown,
             row.recheck === 1 || row.attempts > 0,
           );
           this.options.track(
