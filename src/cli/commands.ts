@@ -242,7 +242,7 @@ export function buildProgram(): Command {
       const password = opts.passwordFile
         ? readFileSync(opts.passwordFile, 'utf8').replace(/\r?\n$/, '')
         : await readStdin();
-      const verifier = await verifierOf(password, opts.iterations);
+      if (!password) throw new UsageError('the password is empty');
       loadConfigFile(opts.config); // refuse to edit a file that does not validate
       const doc = YAML.parseDocument(readFileSync(opts.config, 'utf8'));
       const users = doc.getIn(['directory', 'users']) as YAML.YAMLSeq | undefined;
@@ -255,7 +255,7 @@ export function buildProgram(): Command {
         );
       });
       if (index === -1) throw new UsageError(`no user "${name}" in ${opts.config}`);
-      doc.setIn(['directory', 'users', index, 'passwordHash'], verifier);
+      doc.setIn(['directory', 'users', index, 'passwordHash'], await verifierOf(password, opts.iterations));
       const { writeFileSync } = await import('node:fs');
       writeFileSync(opts.config, doc.toString());
       process.stdout.write(`password set for "${name}"\n`);
