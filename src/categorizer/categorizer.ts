@@ -23,6 +23,11 @@ export interface Leaf {
   sourceId: number;
   address: string;
   route: Route;
+  /**
+   * The sender did not name this recipient and may not learn it: reached through a group
+   * with hidden membership, or a hidden user reached through a group, contact or forwarding.
+   */
+  concealed?: true;
 }
 
 export interface CategorizerEvent {
@@ -158,10 +163,15 @@ export class Categorizer {
       address: string,
       chain: string[],
       viaExpansion: boolean,
+      concealedAbove = false,
     ): Promise<void> => {
+      let concealed = concealedAbove;
+      const leaves = {
+        push: (leaf: Leaf) => result.leaves.push(concealed ? { ...leaf, concealed: true } : leaf),
+      };
       const key = address.toLowerCase();
       if (chain.includes(key) || chain.length > MAX_DEPTH) {
-        result.leaves.push({
+        leaves.push({
           sourceId,
           address,
           route: fail(554, '5.4.6', 'A forwarding loop was detected for this recipient.'),
@@ -178,13 +188,13 @@ export class Categorizer {
       }
       const accepted = c.acceptedDomains.match(domain);
       if (!accepted) {
-        result.leaves.push({ sourceId, address, route: { kind: 'remote', domain } });
+        leaves.push({ sourceId, address, route: { kind: 'remote', domain } });
         return;
       }
       const entry = await c.directory.findByAddress(lookup);
       if (!entry) {
         if (accepted.authoritative) {
-          result.leaves.push({
+          leaves.push({
             sourceId,
             address,
             route: fail(
@@ -194,13 +204,13 @@ export class Categorizer {
             ),
           });
         } else if (c.forwardUnresolvedTo) {
-          result.leaves.push({
+          leaves.push({
             sourceId,
             address,
             route: { kind: 'forwardHost', host: c.forwardUnresolvedTo },
           });
         } else {
-          result.leaves.push({ sourceId, address, route: { kind: 'remote', domain } });
+          leaves.push({ sourceId, address, route: { kind: 'remote', domain } });
         }
         return;
       }
@@ -208,13 +218,13 @@ export class Categorizer {
         case 'contact': {
           const target = entry.contact.targetAddress.replace(/^smtp:/i, '');
           result.events.push({ event: 'RESOLVE', recipient: target, related: address, info: entry.name });
-          await resolve(sourceId, target, nextChain, viaExpansion);
+          await resolve(sourceId, target, nextChain, viaExpansion, concealed);
           return;
         }
         case 'group': {
           const denied = await this.restricted(entry.group.restrictions, facts, senderEntry);
           if (denied) {
-            result.leaves.push({ sourceId, address, route: denied });
+            leaves.push({ sourceId, address, route: denied });
             return;
           }
           if (
@@ -222,7 +232,7 @@ export class Categorizer {
             entry.group.expansionServer.toLowerCase() !== c.serverName.toLowerCase()
           ) {
             // Expansion happens on the group's expansion server [003:8700].
-            result.leaves.push({
+            leaves.push({
               sourceId,
               address,
               route: { kind: 'server', server: entry.group.expansionServer },
@@ -250,20 +260,22 @@ export class Categorizer {
               continue;
             }
             seen.add(mk);
-            await resolve(sourceId, m, nextChain, true);
+            await resolve(sourceId, m, nextChain, true, concealed || entry.group.hideMembership);
           }
           return;
         }
         case 'user': {
           const u = entry.user;
+          // A hidden user is named only to a sender who named it.
+          if (u.hidden && chain.length > 0) concealed = true;
           const denied = await this.restricted(u.restrictions, facts, senderEntry);
           if (denied) {
-            result.leaves.push({ sourceId, address, route: denied });
+            leaves.push({ sourceId, address, route: denied });
             return;
           }
           const receiveLimit = u.maxReceiveSizeKb ?? c.orgMaxReceiveSizeKb;
           if (receiveLimit !== null && facts.size > receiveLimit * 1024) {
-            result.leaves.push({
+            leaves.push({
               sourceId,
               address,
               route: fail(552, '5.2.3', 'The message is larger than the recipient is allowed to receive.'),
@@ -276,12 +288,12 @@ export class Categorizer {
               u.forwardTo.replace(/^smtp:/i, '');
             result.events.push({ event: 'REDIRECT', recipient: target, related: address, info: entry.name });
             if (!u.deliverAndForward) {
-              await resolve(sourceId, target, nextChain, viaExpansion);
+              await resolve(sourceId, target, nextChain, viaExpansion, concealed);
               return;
             }
             if (!seen.has(target.toLowerCase())) {
               seen.add(target.toLowerCase());
-              await resolve(sourceId, target, nextChain, true);
+              await resolve(sourceId, target, nextChain, true, concealed);
             }
           }
           const mailbox = entry.name.toLowerCase();
@@ -303,7 +315,7 @@ export class Categorizer {
                   quotaKb: u.quotaKb,
                 }
               : { kind: 'server', server: u.mailbox.server };
-          result.leaves.push({ sourceId, address: entry.primaryAddress || address, route });
+          leaves.push({ sourceId, address: entry.primaryAddress || address, route });
           return;
         }
       }

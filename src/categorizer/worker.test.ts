@@ -51,6 +51,7 @@ const row = (id: number, messageId: string, over: Partial<RecipientRow> = {}): R
   remote_mta: null,
   hold_reason: null,
   deadline: null,
+  concealed: 0,
   ...over,
 });
 

@@ -239,7 +239,10 @@ export class CategorizerWorker implements Stage {
         const mine = bySource.get(row.id) ?? [];
         if (mine.length === 1) {
           const leaf = mine[0]!;
-          store.place(row.id, leaf.address, place(row, row.address, row.notify, leaf.route));
+          store.place(row.id, leaf.address, {
+            ...place(row, row.address, row.notify, leaf.route),
+            ...(leaf.concealed ? { concealed: true } : {}),
+          });
           continue;
         }
         // Expanded (group, deliver-and-forward) or expanded to nobody.
@@ -249,7 +252,10 @@ export class CategorizerWorker implements Stage {
         for (const leaf of mine) {
           // Members of an expanded group report failures only (RFC 3461 §6.2.7.3).
           const notify = memberNotify(row.notify);
-          store.insertPlaced(row, leaf.address, notify, place(row, leaf.address, notify, leaf.route));
+          store.insertPlaced(row, leaf.address, notify, {
+            ...place(row, leaf.address, notify, leaf.route),
+            ...(leaf.concealed ? { concealed: true } : {}),
+          });
         }
       }
     });

@@ -14,6 +14,7 @@ import {
 } from '../config/load.js';
 import { TransportServer } from '../service/transport-server.js';
 import { hashPassword } from '../directory/passwords.js';
+import { DEFAULT_ITERATIONS } from '../directory/scram.js';
 import { getServers as dnsServers } from 'node:dns';
 import { makeResolver, resolveMailHosts } from '../delivery/remote/dns.js';
 import { TransportError } from '../smtp/status.js';
@@ -207,14 +208,39 @@ export function buildProgram(): Command {
   addRouteCommands(program);
   addDirectoryCommands(program);
 
+  const iterationsOption = (value: string) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < DEFAULT_ITERATIONS) {
+      throw new UsageError(`--iterations must be an integer of at least ${DEFAULT_ITERATIONS}`);
+    }
+    return n;
+  };
+  /** The stored form of a password: a SCRAM-SHA-256 verifier; SASLprep refusals are usage errors. */
+  const verifierOf = async (password: string, iterations: number) => {
+    if (!password) throw new UsageError('the password is empty');
+    try {
+      return await hashPassword(password, iterations);
+    } catch (err) {
+      if (err instanceof RangeError) throw new UsageError(err.message);
+      throw err;
+    }
+  };
   const user = program.command('user').description('directory users');
   user
     .command('passwd')
     .argument('<name>', "the user's name or one of its addresses")
     .requiredOption('-c, --config <file>', 'organisation file to update')
     .option('--password-file <file>', 'read the password from this file (default: standard input)')
-    .description("set a user's SMTP AUTH password (stored as a scrypt hash)")
-    .action(async (name: string, opts: { config: string; passwordFile?: string }) => {
+    .option(
+      '--iterations <n>',
+      'PBKDF2 iterations of the SCRAM verifier',
+      iterationsOption,
+      DEFAULT_ITERATIONS,
+    )
+    .description(
+      "set a user's SMTP AUTH password (stored as a SCRAM-SHA-256 verifier: serves SCRAM, PLAIN and LOGIN)",
+    )
+    .action(async (name: string, opts: { config: string; passwordFile?: string; iterations: number }) => {
       const password = opts.passwordFile
         ? readFileSync(opts.passwordFile, 'utf8').replace(/\r?\n$/, '')
         : await readStdin();
@@ -231,18 +257,22 @@ export function buildProgram(): Command {
         );
       });
       if (index === -1) throw new UsageError(`no user "${name}" in ${opts.config}`);
-      doc.setIn(['directory', 'users', index, 'passwordHash'], await hashPassword(password));
+      doc.setIn(['directory', 'users', index, 'passwordHash'], await verifierOf(password, opts.iterations));
       const { writeFileSync } = await import('node:fs');
       writeFileSync(opts.config, doc.toString());
       process.stdout.write(`password set for "${name}"\n`);
     });
   user
     .command('hash-password')
-    .description('print a scrypt hash of the password read from standard input')
-    .action(async () => {
-      const password = await readStdin();
-      if (!password) throw new UsageError('the password is empty');
-      process.stdout.write(`${await hashPassword(password)}\n`);
+    .option(
+      '--iterations <n>',
+      'PBKDF2 iterations of the SCRAM verifier',
+      iterationsOption,
+      DEFAULT_ITERATIONS,
+    )
+    .description('print the SCRAM-SHA-256 verifier of the password read from standard input')
+    .action(async (opts: { iterations: number }) => {
+      process.stdout.write(`${await verifierOf(await readStdin(), opts.iterations)}\n`);
     });
 
   return program;

@@ -25,7 +25,7 @@ const authentication = z
     basicWithoutTls: z.boolean().default(false),
     /** "Requires TLS encryption": MAIL is refused until STARTTLS (530 5.7.0). */
     requireTls: z.boolean().default(false),
-    /** Integrated authentication (SCRAM); not offered yet. */
+    /** Integrated authentication: AUTH SCRAM-SHA-256 against stored verifiers. */
     integrated: z.boolean().default(false),
   })
   .prefault({});

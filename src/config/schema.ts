@@ -4,6 +4,7 @@
 import { z } from 'zod';
 import { duration, sizeKb } from './units.js';
 import { ldapSchema } from './schema-ldap.js';
+import { isStoredPassword } from '../directory/passwords.js';
 import { CATEGORIES } from '../logs/event-log.js';
 import { recipientTemplateProblem } from '../delivery/local/lmtp-recipient.js';
 
@@ -252,8 +253,15 @@ export const userSchema = z.strictObject({
   permissions,
   forwardTo: z.string().optional(),
   deliverAndForward: z.boolean().default(false),
-  /** scrypt hash set with `bridgehead user passwd`. */
-  passwordHash: z.string().optional(),
+  /**
+   * SCRAM-SHA-256 verifier set with `bridgehead user passwd` (serves SCRAM, PLAIN, LOGIN),
+   * or a scrypt hash from earlier versions (PLAIN and LOGIN only).
+   */
+  passwordHash: z
+    .string()
+    .refine(isStoredPassword, 'expected a SCRAM-SHA-256 verifier (set it with `bridgehead user passwd`)')
+    .optional(),
+  /** Hidden from address lists: VRFY does not show it, expansion reports do not name it. */
   hidden: z.boolean().default(false),
 });
 
@@ -268,6 +276,7 @@ export const groupSchema = z.strictObject({
   addresses: z.array(domainOrAddress).default([]),
   members: z.array(z.string()).default([]),
   expansionServer: z.string().optional(),
+  /** Members are never named to a sender: their failures are reported under the group. */
   hideMembership: z.boolean().default(false),
   restrictions,
   permissions,

@@ -2,6 +2,7 @@
 // the organisation file; an LDAP backend implements the same interface.
 import type { OrganisationConfig } from '../config/schema.js';
 import { verifyPassword } from './passwords.js';
+import { parseVerifier, type ScramVerifier } from './scram.js';
 
 type UserConfig = OrganisationConfig['directory']['users'][number];
 type ContactConfig = OrganisationConfig['directory']['contacts'][number];
@@ -33,8 +34,19 @@ export interface Directory {
   findByAddress(address: string): Promise<DirectoryEntry | undefined>;
   /** The entry with this display name (how groups name their members). */
   findByName(name: string): Promise<DirectoryEntry | undefined>;
-  /** SMTP AUTH: login is a user's name or any of its addresses. */
+  /** SMTP AUTH PLAIN / LOGIN: login is a user's name or any of its addresses. */
   authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined>;
+  /**
+   * SMTP AUTH SCRAM-SHA-256: the stored verifier of the user `login` names (as for
+   * authenticate), and who that user is once the client's proof has been checked.
+   * undefined: no such user, or one without a SCRAM verifier.
+   */
+  scramCredentials(login: string): Promise<ScramCredentials | undefined>;
+}
+
+export interface ScramCredentials {
+  verifier: ScramVerifier;
+  identity: AuthenticatedIdentity;
 }
 
 /** Strips an "SMTP:" / "smtp:" proxy-address prefix. */
@@ -75,9 +87,24 @@ export class EmbeddedDirectory implements Directory {
   }
 
   async authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined> {
-    const entry = this.byName.get(login.toLowerCase()) ?? this.byAddress.get(bare(login));
-    if (!entry || entry.kind !== 'user' || !entry.user.passwordHash) return undefined;
+    const entry = this.userByLogin(login);
+    if (!entry?.user.passwordHash) return undefined;
     if (!(await verifyPassword(password, entry.user.passwordHash))) return undefined;
+    return this.identityOf(entry);
+  }
+
+  async scramCredentials(login: string): Promise<ScramCredentials | undefined> {
+    const entry = this.userByLogin(login);
+    const verifier = entry?.user.passwordHash ? parseVerifier(entry.user.passwordHash) : undefined;
+    return entry && verifier ? { verifier, identity: this.identityOf(entry) } : undefined;
+  }
+
+  private userByLogin(login: string): Extract<DirectoryEntry, { kind: 'user' }> | undefined {
+    const entry = this.byName.get(login.toLowerCase()) ?? this.byAddress.get(bare(login));
+    return entry?.kind === 'user' ? entry : undefined;
+  }
+
+  private identityOf(entry: Extract<DirectoryEntry, { kind: 'user' }>): AuthenticatedIdentity {
     const sources = [entry.user.permissions, ...this.groupsOf(entry).map((g) => g.group.permissions)];
     const submit = combine(sources.map((p) => p.submit));
     const relay = submit === 'deny' ? 'deny' : combine(sources.map((p) => p.relay));

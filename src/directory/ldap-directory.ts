@@ -15,7 +15,7 @@
 import { NoSuchObjectError, type Client } from 'ldapts';
 import type { LdapConfig } from '../config/schema-ldap.js';
 import { TransportError } from '../message/status.js';
-import type { AuthenticatedIdentity, Directory, DirectoryEntry } from './directory.js';
+import type { AuthenticatedIdentity, Directory, DirectoryEntry, ScramCredentials } from './directory.js';
 import {
   CONTACT_CLASSES,
   GROUP_CLASSES,
@@ -31,6 +31,7 @@ import {
 } from './ldap-map.js';
 import { LdapPool, newCounters, type LdapCounters } from './ldap-pool.js';
 import { verifyPassword } from './passwords.js';
+import { parseVerifier } from './scram.js';
 import { DirectoryUnavailableError } from './unavailable.js';
 
 /** Members of a dynamic group read at most: a runaway filter must not expand the directory. */
@@ -88,13 +89,45 @@ export class LdapDirectory implements Directory {
     return this.memberOfByDn.get(entry.name.toLowerCase()) ?? [];
   }
 
+  /** The user a SMTP AUTH login names: its login attribute, mail or a proxy address. */
+  private async userByLogin(login: string) {
+    const l = escapeFilterValue(login.replace(/^smtp:/i, ''));
+    const attrs = [this.map.login, this.map.mail, this.map.proxyAddresses].filter(Boolean) as string[];
+    const filter = `(|${attrs.map((a) => (a.toLowerCase() === 'proxyaddresses' ? `(${a}=smtp:${l})` : `(${a}=${l})`)).join('')})`;
+    const found = await this.searchOne(filter);
+    return found && found.entry.kind === 'user' ? { ...found, entry: found.entry } : undefined;
+  }
+
+  /**
+   * SCRAM-SHA-256 needs the stored verifier: only with `authentication: passwordHash` and a
+   * password attribute holding one (a bind cannot run SCRAM on the server's behalf).
+   */
+  async scramCredentials(login: string): Promise<ScramCredentials | undefined> {
+    if (this.config.authentication !== 'passwordHash') return undefined;
+    try {
+      const found = await this.userByLogin(login);
+      const hash = found?.entry.user.passwordHash;
+      const verifier = hash ? parseVerifier(hash) : undefined;
+      if (!found || !verifier) return undefined;
+      return {
+        verifier,
+        identity: {
+          name: found.entry.name,
+          primaryAddress: found.entry.primaryAddress,
+          permissions: { submit: 'default', relay: 'default' },
+        },
+      };
+    } catch (err) {
+      if (err instanceof DirectoryUnavailableError)
+        throw new TransportError(454, '4.7.0', 'Temporary authentication failure (directory unavailable)');
+      throw err;
+    }
+  }
+
   async authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined> {
     try {
-      const l = escapeFilterValue(login.replace(/^smtp:/i, ''));
-      const attrs = [this.map.login, this.map.mail, this.map.proxyAddresses].filter(Boolean) as string[];
-      const filter = `(|${attrs.map((a) => (a.toLowerCase() === 'proxyaddresses' ? `(${a}=smtp:${l})` : `(${a}=${l})`)).join('')})`;
-      const found = await this.searchOne(filter);
-      if (!found || found.entry.kind !== 'user') return undefined;
+      const found = await this.userByLogin(login);
+      if (!found) return undefined;
       const ok =
         this.config.authentication === 'passwordHash'
           ? !!found.entry.user.passwordHash && (await verifyPassword(password, found.entry.user.passwordHash))

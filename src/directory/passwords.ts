@@ -1,30 +1,57 @@
-// Local SMTP AUTH passwords, stored as scrypt hashes: "scrypt$N$r$p$salt$hash" (base64).
-import { scrypt, randomBytes, timingSafeEqual } from 'node:crypto';
+// NAME      passwords: the stored form of a user's SMTP AUTH password
+// DESCRIPTION
+//   hashPassword() makes a SCRAM-SHA-256 verifier (scram.ts), the one stored form that
+//   serves SCRAM, PLAIN and LOGIN; the password itself is never stored. verifyPassword()
+//   also reads the scrypt hashes ("scrypt$N$r$p$salt$hash") that earlier versions wrote:
+//   they still check PLAIN and LOGIN, but cannot serve SCRAM until the password is set again.
+// SECURITY  comparisons are constant-time; PBKDF2 and scrypt run off the event loop.
+import { scrypt, timingSafeEqual } from 'node:crypto';
+import {
+  DEFAULT_ITERATIONS,
+  formatVerifier,
+  makeVerifier,
+  parseVerifier,
+  passwordMatches,
+  prepare,
+} from './scram.js';
 
-const N = 16384;
-const R = 8;
-const P = 1;
-const KEYLEN = 32;
-
-function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
-  return new Promise((resolve, reject) =>
-    scrypt(password, salt, KEYLEN, { N: n, r, p, maxmem: 64 * 1024 * 1024 }, (err, key) =>
-      err ? reject(err) : resolve(key),
-    ),
-  );
+/** Throws a RangeError with a clear message when SASLprep refuses the password. */
+export async function hashPassword(password: string, iterations = DEFAULT_ITERATIONS): Promise<string> {
+  try {
+    prepare(password);
+  } catch {
+    throw new RangeError('the password contains a character SASLprep (RFC 4013) prohibits');
+  }
+  return formatVerifier(await makeVerifier(password, iterations));
 }
 
-export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(16);
-  const key = await derive(password, salt, N, R, P);
-  return `scrypt$${N}$${R}$${P}$${salt.toString('base64')}$${key.toString('base64')}`;
+/** Is `stored` a form verifyPassword() reads? */
+export function isStoredPassword(stored: string): boolean {
+  return parseVerifier(stored) !== undefined || parseScrypt(stored) !== undefined;
 }
 
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const verifier = parseVerifier(stored);
+  if (verifier) return passwordMatches(password, verifier);
+  const legacy = parseScrypt(stored);
+  if (!legacy) return false;
+  const key = await new Promise<Buffer>((resolve, reject) =>
+    scrypt(
+      password,
+      legacy.salt,
+      legacy.hash.length,
+      { N: legacy.n, r: legacy.r, p: legacy.p, maxmem: 64 * 1024 * 1024 },
+      (err, derived) => (err ? reject(err) : resolve(derived)),
+    ),
+  );
+  return key.length === legacy.hash.length && timingSafeEqual(key, legacy.hash);
+}
+
+function parseScrypt(stored: string) {
   const parts = stored.split('$');
-  if (parts.length !== 6 || parts[0] !== 'scrypt') return false;
-  const [, n, r, p, salt, hash] = parts as [string, string, string, string, string, string];
-  const expected = Buffer.from(hash, 'base64');
-  const key = await derive(password, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p));
-  return key.length === expected.length && timingSafeEqual(key, expected);
+  if (parts.length !== 6 || parts[0] !== 'scrypt') return undefined;
+  const [n, r, p] = parts.slice(1, 4).map(Number) as [number, number, number];
+  if (![n, r, p].every((x) => Number.isInteger(x) && x > 0)) return undefined;
+  const hash = Buffer.from(parts[5]!, 'base64');
+  return hash.length ? { n, r, p, salt: Buffer.from(parts[4]!, 'base64'), hash } : undefined;
 }

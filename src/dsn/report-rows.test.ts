@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { reportRow, type ReportedRow } from './report-rows.js';
+import { CONCEALED_TEXT, reportRow, withoutRepeats, type ReportedRow } from './report-rows.js';
 
 const row = (over: Partial<ReportedRow>): ReportedRow => ({
   address: 'bob@example.com',
+  original: 'bob@example.com',
+  concealed: 0,
   orcpt: null,
   outcome: null,
   status: null,
@@ -74,4 +76,33 @@ test('delayed, delivered, relayed and expanded rows', () => {
     reportRow(row({ dsn_pending: 'expanded', outcome: 'expanded' }), 0).text,
     'The distribution list was expanded.',
   );
+});
+
+test('a concealed recipient is reported under the address the sender used, with nothing of its own', () => {
+  const failed = (address: string) =>
+    reportRow(
+      row({
+        address,
+        original: 'board@example.com',
+        concealed: 1,
+        outcome: 'failed',
+        status: '5.2.2',
+        diagnostic: `smtp; 552 5.2.2 ${address} mailbox full`,
+        last_error: `552 5.2.2 ${address} mailbox full`,
+        remote_mta: 'store.example.com',
+        orcpt: 'rfc822;board@example.com',
+      }),
+      0,
+    );
+  const reports = withoutRepeats([failed('kim@example.com'), failed('ted@example.com')]);
+  assert.deepEqual(reports, [
+    {
+      finalRecipient: 'board@example.com',
+      originalRecipient: 'rfc822; board@example.com',
+      action: 'failed',
+      status: '5.2.2',
+      text: CONCEALED_TEXT,
+    },
+  ]);
+  assert.doesNotMatch(JSON.stringify(reports), /kim|ted|store\.example/);
 });

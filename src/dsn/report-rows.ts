@@ -6,9 +6,23 @@
 //   carries the last attempt's status, Diagnostic-Code and Remote-MTA when there was one.
 import type { DsnAction, RecipientReport } from './dsn.js';
 
+/** One line per address for concealed recipients: several hidden members read as one. */
+export function withoutRepeats(reports: RecipientReport[]): RecipientReport[] {
+  const seen = new Set<string>();
+  return reports.filter((r) => {
+    const key = `${r.finalRecipient.toLowerCase()}|${r.action}|${r.status}|${r.text}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
+}
+
 /** The row fields a report is made of (queue/store/rows.ts RecipientRow has them all). */
 export interface ReportedRow {
   address: string;
+  /** The address the sender used; a concealed row is reported under it. */
+  original: string;
+  concealed: number;
   orcpt: string | null;
   outcome: string | null;
   status: string | null;
@@ -45,8 +59,22 @@ function textOf(action: DsnAction, row: ReportedRow): string {
   }
 }
 
+/** What a report says of a recipient the sender may not learn: its address never appears. */
+export const CONCEALED_TEXT =
+  'The message could not be delivered to a recipient this address reaches. Its members are not shown.';
+
 /** `expiry`: when the message's retries end (epoch ms), for a delay report. */
 export function reportRow(row: ReportedRow, expiry: number): RecipientReport {
+  if (row.concealed) {
+    // Only the status and the address the sender used: the member's address, the server
+    // that refused it and its reply (which may quote the address) stay here.
+    const {
+      diagnostic: _diagnostic,
+      remoteMta: _remoteMta,
+      ...plain
+    } = reportRow({ ...row, concealed: 0 }, expiry);
+    return { ...plain, finalRecipient: row.original, text: CONCEALED_TEXT };
+  }
   const action = actionOf(row);
   // A delay reports the transient status of the last attempt (4.x.x), else 4.0.0.
   const status =

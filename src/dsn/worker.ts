@@ -18,7 +18,7 @@ import type { Stage } from '../queue/scheduler.js';
 import type { TrackingEvent } from '../tracking/tracking.js';
 import { trackingEvent } from '../tracking/events.js';
 import { buildDsn } from './dsn.js';
-import { reportRow } from './report-rows.js';
+import { reportRow, withoutRepeats } from './report-rows.js';
 import { Badmail, badmailReport } from './badmail.js';
 import type { StageQueue } from '../queue/core.js';
 
@@ -102,10 +102,12 @@ export class DsnWorker implements Stage {
     } catch {
       original = Buffer.alloc(0);
     }
-    const reports = rows.map((r) => {
-      const policy = r.remote ? this.options.remoteRetry : this.options.localRetry;
-      return reportRow(r, m.received_at + policy.expiration * 1000);
-    });
+    const reports = withoutRepeats(
+      rows.map((r) => {
+        const policy = r.remote ? this.options.remoteRetry : this.options.localRetry;
+        return reportRow(r, m.received_at + policy.expiration * 1000);
+      }),
+    );
     const dsnId = `${m.id}N${m.dsn_count + 1}`;
     const spool = this.core.spool;
     const file = spool.fileFor(dsnId);

@@ -24,42 +24,9 @@ import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { Worker } from 'node:worker_threads';
 import type { SpoolJob, SpoolReply, SpoolWorkerData } from './spool-worker.js';
+import type { Envelope } from './envelope.js';
 
-export interface RecipientEnvelope {
-  address: string;
-  /** DSN NOTIFY (RFC 3461): NEVER or a subset of SUCCESS, FAILURE, DELAY. */
-  notify?: string[];
-  /** DSN ORCPT as "type;address" (decoded from xtext). */
-  orcpt?: string;
-}
-
-export interface Envelope {
-  id: string;
-  receivedAt: string;
-  server: string;
-  virtualServer: string;
-  client: { ip: string; port: number; helo: string; tls: boolean; authenticatedAs?: string };
-  /** Reverse path; "" is the null sender. */
-  sender: string;
-  body: '7BIT' | '8BITMIME' | 'BINARYMIME';
-  smtputf8: boolean;
-  /** DSN RET and ENVID (RFC 3461). */
-  ret?: 'FULL' | 'HDRS';
-  envid?: string;
-  /** Declared SIZE= at MAIL, if any. */
-  declaredSize?: number;
-  recipients: RecipientEnvelope[];
-  /** Message-ID header, when the message carried one. */
-  messageId?: string;
-  subject?: string;
-  headerFrom?: string;
-  /** Received header fields in the message, ours included (hop count). */
-  receivedHeaders?: number;
-  /** Accepted silently by the sender filter: it belongs in badmail, never in the queues. */
-  archived?: string;
-  /** From Importance / X-Priority; absent means normal. */
-  priority?: 'high' | 'low';
-}
+export type { Envelope, RecipientEnvelope } from './envelope.js';
 
 export interface SpooledMessage {
   envelope: Envelope;

@@ -42,6 +42,7 @@ const row = (
   remote_mta: null,
   hold_reason: null,
   deadline: null,
+  concealed: 0,
   sender: 'alice@example.com',
   received_at: now - 1000,
   size: 100,

@@ -29,5 +29,8 @@ export function organisationAuthentication(directory: Directory, org: LoadedConf
       }
       return directory.authenticate(login, password);
     },
+    // Servers log in with the secret (PLAIN / LOGIN); they have no SCRAM verifier.
+    scramCredentials: (login) =>
+      names.has(login.toLowerCase()) ? Promise.resolve(undefined) : directory.scramCredentials(login),
   };
 }

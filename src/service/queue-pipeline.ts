@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { QueueCore } from '../queue/core.js';
 import { QUEUE, STAGE, type HoldReason } from '../queue/names.js';
 import type { RetryPolicy } from '../queue/retry.js';
-import type { RecoveryReport, Spool, SpooledMessage } from '../queue/spool.js';
+import type { Envelope, RecoveryReport, Spool, SpooledMessage } from '../queue/spool.js';
 import { QueueViewer } from '../queue/admin/viewer.js';
 import { QueueOperations } from '../queue/admin/operations.js';
 import type { QueueAdmin } from '../queue/admin/index.js';
@@ -41,6 +41,8 @@ export interface QueuePipelineOptions {
   categorizer: Pick<Categorizer, 'categorize'>;
   /** The driver of each mailbox store (delivery/local/store-drivers.ts). */
   stores: StoreDrivers;
+  /** The message as mailboxes show it (delivery/local/originators.ts). */
+  presentOriginators?: (envelope: Envelope, message: Buffer) => Promise<Buffer>;
   tracking: Pick<MessageTracking, 'write'>;
   log: Logger;
   /** Diagnostic categories: NDRs are logged with the event ids of [002]. */
@@ -125,6 +127,7 @@ export function buildQueuePipeline(o: QueuePipelineOptions): QueuePipeline {
   const local = new LocalDeliveryWorker(core, {
     ...common,
     drivers: o.stores,
+    ...(o.presentOriginators ? { presentOriginators: o.presentOriginators } : {}),
     retry: o.localRetry,
     log: o.log,
     ...(o.storeDriverLog ? { storeDriverLog: o.storeDriverLog } : {}),

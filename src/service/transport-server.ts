@@ -19,6 +19,7 @@ import { outboundSettings } from '../config/outbound.js';
 import { AcceptedDomains } from '../directory/accepted-domains.js';
 import type { Directory } from '../directory/directory.js';
 import { openDirectory, type OpenedDirectory } from '../directory/open.js';
+import { originatorPresenter } from '../delivery/local/originators.js';
 import { EventLog } from '../logs/event-log.js';
 import { ProtocolLog } from '../logs/protocol-log.js';
 import { Spool, type RecoveryReport, type SpooledMessage } from '../queue/spool.js';
@@ -261,6 +262,7 @@ export class TransportServer {
         }),
       ),
       stores: this.storeDrivers,
+      presentOriginators: originatorPresenter(this.directory),
       tracking: this.tracking,
       log: this.eventLog.category('Queuing Engine'),
       categorizerLog: this.eventLog.category('Categorizer'),

@@ -28,6 +28,7 @@ before(async () => {
         { name: 'Alice', addresses: ['alice@example.com'], mailbox: { server: 'A1' }, passwordHash: hash },
         { name: 'Carol', addresses: ['carol@example.com'], mailbox: { server: 'B1' } },
       ],
+      contacts: [{ name: 'Ted Bremer', addresses: ['ted@adatum.test'], targetAddress: 'ted@adatum.test' }],
       groups: [
         {
           name: 'Staff',
@@ -41,6 +42,8 @@ before(async () => {
     mutate: (o) => {
       for (const s of o.routingGroups[0].servers)
         s.virtualServers[0].authentication = { basicWithoutTls: true };
+      // A1 resolves anonymous e-mail (the cross-forest bridgehead [003:3029-3068]); B1 does not.
+      o.routingGroups[0].servers[0].virtualServers[0].resolveAnonymousEmail = true;
     },
   });
   await org.startAll();
@@ -88,6 +91,27 @@ test('an anonymous sender gets 5.7.1 from the expansion server, not a delivery',
     20_000,
   );
   assert.ok(!org.mailbox('B1', 'carol@example.com').some((m) => m.content.includes('anonymous to staff')));
+});
+
+test('"resolve anonymous e-mail" on the receiving server holds where the mailbox is', async () => {
+  const a = org.info('A1');
+  const c = await SmtpSession.connect(a.address, a.smtpPort);
+  try {
+    await c.reply();
+    await c.cmd('EHLO adatum.test');
+    assert.match(await c.cmd('MAIL FROM:<ted@adatum.test>'), /^250 /);
+    assert.match(await c.cmd('RCPT TO:<carol@example.com>'), /^250 /);
+    assert.match(await c.cmd('DATA'), /^354 /);
+    const message = 'From: ted@adatum.test\r\nSubject: cross-forest\r\n\r\nhello carol\r\n.';
+    assert.match(await c.cmd(message), /^250 2\.6\.0 /);
+    await c.cmd('QUIT');
+  } finally {
+    c.close();
+  }
+  const copy = await waitFor('the message in carol@example.com on B1', async () =>
+    org.mailbox('B1', 'carol@example.com').find((m) => m.content.includes('Subject: cross-forest')),
+  );
+  assert.match(copy.content, /^From: Ted Bremer <ted@adatum\.test>\r$/m);
 });
 
 test('XEXCH50 is advertised in an organisation, and refused from an anonymous session', async () => {

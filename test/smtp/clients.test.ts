@@ -12,7 +12,7 @@ const PASSWORD = 'c0rrect horse; battery staple';
 let srv: RunningServer;
 before(async () => {
   const passwordHash = await hashPasswordWithCli(PASSWORD);
-  assert.match(passwordHash, /^scrypt\$/);
+  assert.match(passwordHash, /^SCRAM-SHA-256\$4096:/);
   srv = await startServer({
     mutate: (org) => {
       org.directory.users[0].passwordHash = passwordHash;

@@ -45,7 +45,7 @@ export function run(
   });
 }
 
-/** A scrypt password hash made the way an administrator makes one: `bridgehead user hash-password`. */
+/** A stored password (SCRAM-SHA-256 verifier) made the way an administrator makes one: `bridgehead user hash-password`. */
 export async function hashPasswordWithCli(password: string): Promise<string> {
   const r = await run(process.execPath, [CLI, 'user', 'hash-password'], { input: `${password}\n` });
   if (r.code !== 0) throw new Error(`hash-password failed: ${r.stderr}`);

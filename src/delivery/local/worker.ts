@@ -6,7 +6,8 @@
 //   A copy's unique id derives from (queue id, recipient row), and a row a crash caught in
 //   flight, or one tried before, is delivered with `recheck` so a driver that can look
 //   finds its earlier copy. Results become verdicts (queue/outcomes.ts) on the local retry
-//   schedule; a store not configured on this server defers (4.3.5).
+//   schedule; a store not configured on this server defers (4.3.5). Every store gets the
+//   message with the From and Sender display names the directory decides (originators.ts).
 // TRIGGERS  woken by the categorizer when rows arrive, and by the clock for retries;
 //           wakes the DSN stage after each batch.
 import type { Logger } from 'pino';
@@ -36,6 +37,8 @@ export interface LocalDeliveryOptions {
   log: Logger;
   /** The Store Driver diagnostic category (NDR events). */
   storeDriverLog?: Logger;
+  /** The message as mailboxes show it: originators' display names (originators.ts). */
+  presentOriginators?: (envelope: Envelope, message: Buffer) => Promise<Buffer>;
 }
 
 /** What local delivery needs of the queue core: small enough to fake in a unit test. */
@@ -103,9 +106,19 @@ export class LocalDeliveryWorker implements Stage {
       }
       const now = Date.now();
       const tracked = trackedMessage(m, envelope);
+      let shown: Buffer | TransportError = body;
+      try {
+        if (this.options.presentOriginators) shown = await this.options.presentOriginators(envelope, body);
+      } catch (err) {
+        if (!(err instanceof TransportError)) throw err;
+        shown = err; // every copy waits for the directory
+      }
       const all: { row: RecipientRow; verdict: Verdict }[] = [];
       for (const [storeName, batch] of byStore(rows)) {
-        const outcomes = await this.deliverToStore(storeName, m, body, batch);
+        const outcomes: CopyResult[] =
+          shown instanceof TransportError
+            ? batch.map(() => ({ error: shown }))
+            : await this.deliverToStore(storeName, m, shown, batch);
         const results: { row: RecipientRow; verdict: Verdict }[] = [];
         batch.forEach(({ row, route }, i) => {
           const outcome = outcomes[i]!;

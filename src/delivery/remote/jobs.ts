@@ -101,9 +101,14 @@ export function deliveryJobs(
         ...(r.orcpt ? { orcpt: r.orcpt } : {}),
       })),
       load: () => ctx.core.bodies.body(m),
-      // The submitter's identity travels to the next organisation server (XEXCH50).
+      // The submitter's identity (and "resolve anonymous e-mail") travel to the next
+      // organisation server (XEXCH50).
       properties: Buffer.from(
-        JSON.stringify({ authenticatedAs: envelope.client.authenticatedAs ?? null, id: m.id }),
+        JSON.stringify({
+          authenticatedAs: envelope.client.authenticatedAs ?? null,
+          id: m.id,
+          ...(envelope.resolveAnonymousEmail ? { resolveAnonymousEmail: true } : {}),
+        }),
       ),
       done: (outcome) => {
         ctx.holds.release(queue, m.id);

@@ -39,6 +39,8 @@ export interface Placement {
   remote: boolean;
   /** Remote rows: when the delay notice or expiry is due. */
   deadline: number | null;
+  /** Reports name the address the sender used (RecipientRow.concealed); absent: unchanged. */
+  concealed?: boolean;
 }
 
 /** A placement's columns in the order place() and insertPlaced() name them. */
@@ -55,6 +57,7 @@ function placementValues(p: Placement): unknown[] {
     p.route,
     p.remote ? 1 : 0,
     deadline,
+    p.concealed === undefined ? null : p.concealed ? 1 : 0,
   ];
 }
 
@@ -317,8 +320,8 @@ export class QueueStore implements SqlSource {
   place(rowId: number, address: string, p: Placement): void {
     this.sql(
       `UPDATE recipients SET address = ?, queue = ?, next_hop = ?, state = ?, outcome = ?, status = ?,
-       diagnostic = ?, dsn_pending = ?, route = ?, remote = ?, deadline = ?, hold_reason = NULL,
-       next_attempt = 0 WHERE id = ?`,
+       diagnostic = ?, dsn_pending = ?, route = ?, remote = ?, deadline = ?,
+       concealed = COALESCE(?, concealed), hold_reason = NULL, next_attempt = 0 WHERE id = ?`,
     ).run(address, ...placementValues(p), rowId);
     if (p.remote && p.nextHop) this.remoteQueues.ensure(p.queue, p.nextHop);
   }
@@ -327,7 +330,8 @@ export class QueueStore implements SqlSource {
   insertPlaced(source: RecipientRow, address: string, notify: string | null, p: Placement): void {
     this.sql(
       `INSERT INTO recipients (message_id, address, original, orcpt, notify, queue, next_hop, state, outcome,
-       status, diagnostic, dsn_pending, route, remote, deadline) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       status, diagnostic, dsn_pending, route, remote, deadline, concealed)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, IFNULL(?, 0))`,
     ).run(source.message_id, address, source.original, source.orcpt, notify, ...placementValues(p));
     if (p.remote && p.nextHop) this.remoteQueues.ensure(p.queue, p.nextHop);
   }

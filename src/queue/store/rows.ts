@@ -32,6 +32,12 @@ export interface RecipientRow {
   hold_reason: HoldReason | null;
   /** When a remote row's delay notice or expiry is due, whatever its queue does. */
   deadline: number | null;
+  /**
+   * 1: the sender did not name this recipient and may not learn it (a member of a group
+   * with hidden membership, or a hidden user reached through a group, contact or
+   * forwarding): reports name `original` instead.
+   */
+  concealed: number;
 }
 
 export interface MessageRow {

@@ -93,3 +93,16 @@ test('a version 1 database: hold sentinels become typed holds, counts and remote
   // Opening again changes nothing.
   assert.deepEqual(openSchema(db), {});
 });
+
+test('a version 2 database gains recipients.concealed, 0 for the rows it has', () => {
+  const db = new Database(':memory:');
+  openSchema(db);
+  db.exec('ALTER TABLE recipients DROP COLUMN concealed');
+  db.pragma('user_version = 2');
+  db.exec(
+    `INSERT INTO recipients (message_id, address, original, queue, state) VALUES ('m', 'a@x', 'a@x', 'Q', 'ready')`,
+  );
+  assert.deepEqual(openSchema(db), { migratedFrom: 2 });
+  assert.deepEqual(db.prepare('SELECT concealed FROM recipients').all(), [{ concealed: 0 }]);
+  assert.equal(db.pragma('user_version', { simple: true }), SCHEMA_VERSION);
+});

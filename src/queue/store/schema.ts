@@ -10,9 +10,10 @@
 //   Every query a stage runs per batch is served by an index on due rows.
 // MIGRATION  user_version 0/1 (before typed holds) -> 2: next_hop = 'hold' becomes
 //   hold_reason (from the last error's words), remote queues and counts are built once.
+//   2 -> 3: recipients.concealed (0 for every existing row).
 import type Database from 'better-sqlite3';
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const TABLES = `
   CREATE TABLE IF NOT EXISTS messages (
@@ -26,7 +27,7 @@ const TABLES = `
     next_attempt INTEGER NOT NULL DEFAULT 0, first_failure INTEGER, last_error TEXT,
     dsn_pending TEXT, delay_notified INTEGER NOT NULL DEFAULT 0, route TEXT,
     recheck INTEGER NOT NULL DEFAULT 0, remote INTEGER NOT NULL DEFAULT 0, remote_mta TEXT,
-    hold_reason TEXT, deadline INTEGER);
+    hold_reason TEXT, deadline INTEGER, concealed INTEGER NOT NULL DEFAULT 0);
   CREATE TABLE IF NOT EXISTS queue_flags (name TEXT PRIMARY KEY, frozen INTEGER NOT NULL);
   CREATE TABLE IF NOT EXISTS remote_queues (
     name TEXT PRIMARY KEY, destination TEXT NOT NULL, retry_at INTEGER NOT NULL DEFAULT 0,
@@ -94,6 +95,8 @@ export function openSchema(db: Database.Database): { migratedFrom?: number } {
   const migrate = db.transaction(() => {
     if (!columns.has('hold_reason')) db.exec('ALTER TABLE recipients ADD COLUMN hold_reason TEXT');
     if (!columns.has('deadline')) db.exec('ALTER TABLE recipients ADD COLUMN deadline INTEGER');
+    if (!columns.has('concealed'))
+      db.exec('ALTER TABLE recipients ADD COLUMN concealed INTEGER NOT NULL DEFAULT 0');
     // Holds were a 'hold' next hop with the reason only in the error text.
     db.exec(`
       UPDATE recipients SET hold_reason = CASE

@@ -34,6 +34,19 @@ function submitter(session: SessionContext, transaction: Transaction): { authent
   return identity ? { authenticatedAs: identity.primaryAddress || identity.name } : {};
 }
 
+/** "Resolve anonymous e-mail" [003:5805-5813]: this virtual server's, or the relaying server's. */
+function resolvesAnonymous(
+  session: SessionContext,
+  transaction: Transaction,
+): { resolveAnonymousEmail?: true } {
+  if (isOrganisationServer(session.facts.identity, session.server)) {
+    return transaction.relayedResolveAnonymous ? { resolveAnonymousEmail: true } : {};
+  }
+  return !session.facts.identity && session.server.config.resolveAnonymousEmail
+    ? { resolveAnonymousEmail: true }
+    : {};
+}
+
 /** RFC 3848 protocol keyword: UTF8SMTP / ESMTP / SMTP, then S for TLS, A for AUTH. */
 function withKeyword(facts: SessionFacts, smtputf8: boolean): string {
   return (
@@ -66,6 +79,7 @@ export function openMessage(session: SessionContext, transaction: Transaction): 
     ...(transaction.declaredSize !== undefined ? { declaredSize: transaction.declaredSize } : {}),
     recipients: transaction.recipients,
     ...(transaction.archive !== undefined ? { archived: transaction.archive } : {}),
+    ...resolvesAnonymous(session, transaction),
   };
   transaction.writer = server.spool.createWriter(envelope);
   transaction.dataStartedAt = Date.now();

@@ -9,7 +9,8 @@
 //   link state conversation of this session [003:9040-9230].
 //   XEXCH50 <size> <flags>, after RCPT and before DATA, reads <size> bytes of message
 //   properties. From an organisation server they carry the submitter's authenticated
-//   identity (JSON { authenticatedAs }); from anyone else (only if xexch50FromAnonymous)
+//   identity and whether its anonymous sender is resolved (JSON { authenticatedAs,
+//   resolveAnonymousEmail }); from anyone else (only if xexch50FromAnonymous)
 //   they are read and ignored, as Exchange drops properties it cannot read.
 // DIAGNOSTICS  504 5.7.4 Need to authenticate first · 501 5.5.4 syntax, or over 1 MiB
 // SEE ALSO  linkstate/README.md
@@ -91,10 +92,12 @@ class PropertiesReader implements ByteReader {
       try {
         const properties = JSON.parse(Buffer.concat(this.parts).toString('utf8')) as {
           authenticatedAs?: unknown;
+          resolveAnonymousEmail?: unknown;
         };
         if (typeof properties.authenticatedAs === 'string') {
           facts.transaction.relayedIdentity = properties.authenticatedAs;
         }
+        if (properties.resolveAnonymousEmail === true) facts.transaction.relayedResolveAnonymous = true;
       } catch {
         // Properties we cannot read are dropped, as Exchange drops foreign ones.
       }

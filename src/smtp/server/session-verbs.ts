@@ -3,10 +3,11 @@
 // DESCRIPTION
 //   EHLO or HELO ends any transaction and records the client's name; EHLO lists what
 //   this virtual server offers now (STARTTLS until TLS is up, AUTH where it may be used,
-//   the organisation verbs where configured). VRFY answers 252 unless vrfy is on.
+//   the organisation verbs where configured). VRFY answers 252 unless vrfy is on, and
+//   for a user hidden from address lists.
 // STANDARDS RFC 5321 §4.1.1, §3.5.3 (252 for VRFY), 1869
 import { reply, TransportError } from '../status.js';
-import { authOffered } from './auth.js';
+import { authMechanisms } from './auth.js';
 import { linkStateOffered } from './org-verbs.js';
 import { resetTransaction } from './transaction.js';
 import type { SessionContext } from './state.js';
@@ -28,7 +29,8 @@ export async function greet(session: SessionContext, arg: string, verb: string):
   lines.push('ETRN', 'PIPELINING', 'DSN', 'ENHANCEDSTATUSCODES', '8BITMIME', 'BINARYMIME', 'CHUNKING');
   if (config.vrfy) lines.push('VRFY');
   if (server.tlsContext && !facts.tls) lines.push('STARTTLS');
-  if (authOffered(config, facts)) lines.push('AUTH LOGIN PLAIN');
+  const mechanisms = authMechanisms(config, facts);
+  if (mechanisms.length) lines.push(`AUTH ${mechanisms.join(' ')}`);
   lines.push('SMTPUTF8');
   if (linkStateOffered(server)) lines.push('X-LINK2STATE', 'XEXCH50');
   lines.push('OK');
@@ -57,14 +59,13 @@ export function help(session: SessionContext): void {
 }
 
 export async function vrfy(session: SessionContext, arg: string): Promise<void> {
-  if (!session.server.config.vrfy) {
-    return session.send(
-      reply(252, '2.1.5', 'Cannot VRFY user, but will accept message and attempt delivery'),
-    );
-  }
+  const cannot = reply(252, '2.1.5', 'Cannot VRFY user, but will accept message and attempt delivery');
+  if (!session.server.config.vrfy) return session.send(cannot);
   const address = arg.replace(/^<|>$/g, '');
   const entry = await session.server.directory.findByAddress(address);
   if (!entry) throw new TransportError(550, '5.1.1', `${address}... User unknown`);
+  // Hidden from address lists: answered as if VRFY were off, so it is neither shown nor denied.
+  if (entry.kind === 'user' && entry.user.hidden) return session.send(cannot);
   session.send(reply(250, '2.1.5', `${entry.name} <${entry.primaryAddress}>`));
 }
 

@@ -39,6 +39,8 @@ export interface Transaction {
   archive?: string;
   /** The submitter's authenticated identity, as the previous organisation server sent it (XEXCH50). */
   relayedIdentity?: string;
+  /** The previous organisation server resolves this anonymous mail's sender (XEXCH50). */
+  relayedResolveAnonymous?: boolean;
   /** When DATA or the first BDAT began (ms): connections.dataTimeLimit counts from here. */
   dataStartedAt?: number;
 }
