@@ -85,8 +85,29 @@ export function encodeXtext(value: string): string {
     .join('');
 }
 
-/** Dot-stuffs a message for DATA and makes sure it ends with CRLF. */
-export function dotStuff(message: Buffer): Buffer {
+/**
+ * Lines end in CRLF over DATA (RFC 5321 §2.3.8): a message taken in over BDAT may hold bare
+ * LFs, which a strict next hop (Postfix 3.9, Bridgehead itself) refuses over DATA. Each bare
+ * LF becomes CRLF; a message without one is returned as it is.
+ */
+export function crlfLines(message: Buffer): Buffer {
+  let i = message.indexOf(0x0a);
+  while (i !== -1 && i > 0 && message[i - 1] === 0x0d) i = message.indexOf(0x0a, i + 1);
+  if (i === -1) return message;
+  const parts: Buffer[] = [];
+  let start = 0;
+  for (; i !== -1; i = message.indexOf(0x0a, i + 1)) {
+    if (i > 0 && message[i - 1] === 0x0d) continue;
+    parts.push(message.subarray(start, i), Buffer.from('\r\n'));
+    start = i + 1;
+  }
+  parts.push(message.subarray(start));
+  return Buffer.concat(parts);
+}
+
+/** Dot-stuffs a message for DATA (its lines made CRLF first) and makes sure it ends with CRLF. */
+export function dotStuff(raw: Buffer): Buffer {
+  const message = crlfLines(raw);
   const parts: Buffer[] = [];
   let start = 0;
   if (message[0] === 0x2e) {
