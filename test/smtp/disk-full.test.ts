@@ -4,13 +4,23 @@
 //   - below queueMinFreeKb, or a SIZE= that does not fit above it: 452 4.3.1 at MAIL;
 //   - the spool cannot be written (ENOSPC) during DATA: 452 4.3.1, nothing queued;
 //   - message tracking events of the full period are written once there is room again,
-//     and beyond messageTracking.maxHeldEvents a GAP event says how many were lost.
+//     and beyond messageTracking.maxHeldEvents a GAP event says how many were lost;
+//   - a Maildir store on a full file system: the mail waits in Local delivery (452 4.3.1).
 // Loopback net 127.0.73.x, ports 47310-47319. RFC 3463 (4.3.1), RFC 5321 §4.2.2 (452),
 // RFC 1870 §6.1; Postfix queue_minfree. Issue 12 (Faults).
 import { test, before, after, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, statfsSync, writeSync } from 'node:fs';
+import {
+  closeSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  statfsSync,
+  writeSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { cleanup, startServer, type RunningServer } from '../helpers/server.js';
@@ -293,5 +303,58 @@ describe('disk full: the spool cannot be written, tracking holds its events', { 
     // The three held ones were written.
     assert.equal((await failEvents()).length, before + 3);
     assert.match(server.output(), /message tracking/i);
+  });
+});
+
+describe('disk full: the Maildir store cannot be written', { skip }, () => {
+  let server: RunningServer;
+  let mailboxes: string;
+  const api = () => ['--api', server.api!, '--data-dir', server.dataDir];
+
+  before(async () => {
+    // The spool has room; only the mailboxes' file system (a tmpfs of its own) is full.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'bh-diskfull-'));
+    mailboxes = path.join(dir, 'data', 'mailboxes');
+    const refusal = mountTmpfs(mailboxes, '1m');
+    if (refusal) throw new Error(refusal);
+    fillTo(mailboxes, 0);
+    server = await startServer({ dir, host: HOST, port: 47312, engine: true });
+  });
+
+  after(async () => {
+    await server?.stop();
+    if (server) {
+      unmount(mailboxes);
+      cleanup(server.dir);
+    }
+  });
+
+  test('local delivery on a full disk waits in Local delivery with 452 4.3.1, and delivers once there is room', async () => {
+    assert.match(await sendMessage(server.port, 8 * 1024), /^250 /);
+    type Queue = { name: string; state: string; messageCount: number; lastError?: string };
+    const local = async () =>
+      (await bhJson<Queue[]>(['queue', 'list', ...api()])).find((q) => q.name === 'Local delivery');
+    const deadline = Date.now() + 15_000;
+    let queue = await local();
+    while (!queue?.lastError && Date.now() < deadline) {
+      await sleep(200);
+      queue = await local();
+    }
+    assert.equal(queue?.state, 'Retry', JSON.stringify(queue));
+    assert.match(queue?.lastError ?? '', /^452 4\.3\.1 Store driver error for alice@example\.com: ENOSPC/);
+    emptyFiller(mailboxes);
+    await bhJson(['queue', 'retry', 'Local delivery', ...api()]).catch(() => undefined);
+    const newDir = path.join(mailboxes, 'Mailbox_Store', 'alice@example.com', 'new');
+    const until = Date.now() + 15_000;
+    let files: string[] = [];
+    while (!files.length && Date.now() < until) {
+      await sleep(200);
+      try {
+        files = readdirSync(newDir);
+      } catch {
+        files = [];
+      }
+    }
+    assert.equal(files.length, 1);
   });
 });

@@ -136,8 +136,14 @@ export class MaildirStore implements StoreDriver {
     } catch (err) {
       if (err instanceof TransportError) throw err;
       const e = err as NodeJS.ErrnoException;
-      // Disk full and friends are transient: the message waits in Local delivery.
-      throw new TransportError(451, '4.3.0', `Store driver error for ${m.address}: ${e.code ?? e.message}`);
+      // Disk full and friends are transient: the message waits in Local delivery. A full
+      // disk or quota says so (RFC 3463 4.3.1, mail system full), as the receive side does.
+      const full = e.code === 'ENOSPC' || e.code === 'EDQUOT';
+      throw new TransportError(
+        full ? 452 : 451,
+        full ? '4.3.1' : '4.3.0',
+        `Store driver error for ${m.address}: ${e.code ?? e.message}`,
+      );
     }
   }
 }
