@@ -103,6 +103,28 @@ test('AD contact and group; OpenLDAP contact by mailRoutingAddress; overrides', 
   assert.equal(quota.user.mailbox.server, 'MAIL1');
 });
 
+test('OpenLDAP: the store comes from the attribute attributes.mailboxStore names, else defaultMailbox.store', () => {
+  const ctx = { ...context('openldap', { mailboxStore: 'description' }), defaultStore: 'Dovecot' };
+  const person = (uid: string, extra: Record<string, string> = {}) =>
+    toDirectoryEntry(
+      { dn: `uid=${uid},dc=ex`, objectClass: ['inetOrgPerson'], cn: uid, mail: `${uid}@ex.test`, ...extra },
+      ctx,
+    );
+  const named = person('dana', { description: 'Mailbox Store', mailHost: 'MAIL2' });
+  assert.ok(named?.kind === 'user');
+  assert.deepEqual(named.user.mailbox, { server: 'MAIL2', store: 'Mailbox Store' });
+  const unnamed = person('erin');
+  assert.ok(unnamed?.kind === 'user');
+  assert.deepEqual(unnamed.user.mailbox, { server: 'MAIL1', store: 'Dovecot' });
+  // The preset reads no store attribute: an entry's description is not taken for one.
+  const preset = toDirectoryEntry(
+    { dn: 'uid=f,dc=ex', objectClass: 'inetOrgPerson', cn: 'F', mail: 'f@ex.test', description: 'Staff' },
+    context('openldap'),
+  );
+  assert.ok(preset?.kind === 'user');
+  assert.equal(preset.user.mailbox.store, 'Mailbox Store');
+});
+
 test('a dynamic group search from memberURL', () => {
   const search = dynamicSearch(
     { dn: 'cn=All,dc=ex', memberURL: 'ldap:///ou=people,dc=ex??sub?(objectClass=inetOrgPerson)' },

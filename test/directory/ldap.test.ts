@@ -4,8 +4,7 @@
 // One slapd for the whole file, on ldap://127.0.81.1:47810, under the test's temp folder.
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer, cleanup, adminAuth, type RunningServer } from '../helpers/server.js';
@@ -13,81 +12,28 @@ import YAML from 'yaml';
 import { RawSmtp } from '../helpers/smtp.js';
 import { bh } from '../ops/ops.js';
 import { run } from '../smtp/util.js';
+import { ldapGroup, ldapPerson, privateSlapd, slapdHash, type PrivateSlapd } from '../helpers/slapd.js';
 import { copiesOf, sleep, waitFor } from '../pipeline/maildir.js';
 import { queueRows, trackingEvents, transaction, type Outgoing } from '../pipeline/mail.js';
 
 const LDAP_HOST = '127.0.81.1';
-const LDAP_URL = `ldap://${LDAP_HOST}:47810`;
-const LDAPS_URL = `ldaps://${LDAP_HOST}:47811`;
 const SMTP_HOST = '127.0.81.2';
 /** A second virtual server without the recipient filter: mail reaches the categorizer. */
 const UNFILTERED_PORT = 47820;
 const BASE = 'dc=example,dc=com';
-const ROOT_DN = `cn=admin,${BASE}`;
-const ROOT_PW = 'root-secret';
-const SERVICE_DN = `cn=bridgehead,ou=services,${BASE}`;
-const SERVICE_PW = 'service-secret';
 const ALICE_PW = 'alice: correct horse';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bh-ldap-'));
-let slapd: ChildProcess | undefined;
+const slapd: PrivateSlapd = privateSlapd({ dir, host: LDAP_HOST, port: 47810, ldapsPort: 47811, base: BASE });
 let srv: RunningServer;
-
-const hash = (pw: string) => execFileSync('/usr/sbin/slappasswd', ['-s', pw]).toString().trim();
-
-/** The slapd.conf docs/directory.md shows, with this test's paths. */
-function slapdConf(): string {
-  return `include /etc/ldap/schema/core.schema
-include /etc/ldap/schema/cosine.schema
-include /etc/ldap/schema/inetorgperson.schema
-include /etc/ldap/schema/misc.schema
-include /etc/ldap/schema/dyngroup.schema
-pidfile ${dir}/slapd.pid
-TLSCACertificateFile ${dir}/tls/ca.pem
-TLSCertificateFile ${dir}/tls/server.pem
-TLSCertificateKeyFile ${dir}/tls/server.key
-modulepath /usr/lib/ldap
-moduleload back_mdb
-database mdb
-suffix "${BASE}"
-rootdn "${ROOT_DN}"
-rootpw ${hash(ROOT_PW)}
-directory ${dir}/db
-index objectClass,mail,mailLocalAddress,uid,cn eq
-access to attrs=userPassword
-  by self write
-  by anonymous auth
-  by * none
-access to *
-  by dn.exact="${SERVICE_DN}" read
-  by self read
-  by * none
-`;
-}
 
 function ldif(): string {
   const person = (uid: string, cn: string, mail: string, extra: string[] = []) =>
-    [
-      `dn: uid=${uid},ou=people,${BASE}`,
-      'objectClass: inetOrgPerson',
-      'objectClass: inetLocalMailRecipient',
-      `uid: ${uid}`,
-      `cn: ${cn}`,
-      `sn: ${cn.split(' ').pop()}`,
-      `mail: ${mail}`,
-      ...extra,
-      '',
-    ].join('\n');
+    ldapPerson(BASE, uid, cn, mail, extra);
   return [
-    `dn: ${BASE}\nobjectClass: dcObject\nobjectClass: organization\ndc: example\no: Example\n`,
-    `dn: ou=people,${BASE}\nobjectClass: organizationalUnit\nou: people\n`,
-    `dn: ou=contacts,${BASE}\nobjectClass: organizationalUnit\nou: contacts\n`,
-    `dn: ou=groups,${BASE}\nobjectClass: organizationalUnit\nou: groups\n`,
-    `dn: ou=services,${BASE}\nobjectClass: organizationalUnit\nou: services\n`,
-    `dn: ${SERVICE_DN}\nobjectClass: organizationalRole\nobjectClass: simpleSecurityObject\ncn: bridgehead\nuserPassword: ${hash(SERVICE_PW)}\n`,
     person('alice', 'Alice Example', 'alice@example.com', [
       'mailLocalAddress: a.example@example.com',
-      `userPassword: ${hash(ALICE_PW)}`,
+      `userPassword: ${slapdHash(ALICE_PW)}`,
     ]),
     person('bob', 'Bob Example', 'bob@example.com'),
     person('carol', 'Carol Example', 'carol@example.com'),
@@ -101,27 +47,15 @@ function ldif(): string {
       'mailRoutingAddress: dan@fabrikam.test',
       '',
     ].join('\n'),
-    [
-      `dn: cn=Inner Circle,ou=groups,${BASE}`,
-      'objectClass: groupOfNames',
-      'objectClass: inetLocalMailRecipient',
-      'cn: Inner Circle',
-      'mailLocalAddress: inner@example.com',
-      `member: uid=alice,ou=people,${BASE}`,
-      `member: uid=bob,ou=people,${BASE}`,
-      '',
-    ].join('\n'),
-    [
-      `dn: cn=All Staff,ou=groups,${BASE}`,
-      'objectClass: groupOfNames',
-      'objectClass: inetLocalMailRecipient',
-      'cn: All Staff',
-      'mailLocalAddress: allstaff@example.com',
-      `member: cn=Inner Circle,ou=groups,${BASE}`,
-      `member: uid=alice,ou=people,${BASE}`,
-      `member: uid=carol,ou=people,${BASE}`,
-      '',
-    ].join('\n'),
+    ldapGroup(BASE, 'Inner Circle', 'inner@example.com', [
+      `uid=alice,ou=people,${BASE}`,
+      `uid=bob,ou=people,${BASE}`,
+    ]),
+    ldapGroup(BASE, 'All Staff', 'allstaff@example.com', [
+      `cn=Inner Circle,ou=groups,${BASE}`,
+      `uid=alice,ou=people,${BASE}`,
+      `uid=carol,ou=people,${BASE}`,
+    ]),
     [
       `dn: cn=Everyone,ou=groups,${BASE}`,
       'objectClass: groupOfURLs',
@@ -132,30 +66,6 @@ function ldif(): string {
       '',
     ].join('\n'),
   ].join('\n');
-}
-
-async function startSlapd(): Promise<void> {
-  slapd = spawn(
-    '/usr/sbin/slapd',
-    ['-f', path.join(dir, 'slapd.conf'), '-h', `${LDAP_URL}/ ${LDAPS_URL}/`, '-d', '0'],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  // Ready when an anonymous search of the root DSE answers; bounded.
-  for (let i = 0; i < 100; i++) {
-    const r = await run('/usr/bin/ldapsearch', ['-x', '-H', LDAP_URL, '-b', '', '-s', 'base', '1.1']);
-    if (r.code === 0) return;
-    await sleep(100);
-  }
-  throw new Error('slapd did not start');
-}
-
-async function stopSlapd(): Promise<void> {
-  const p = slapd;
-  slapd = undefined;
-  if (!p || p.exitCode !== null) return;
-  const exited = new Promise<void>((resolve) => p.once('exit', () => resolve()));
-  p.kill('SIGKILL');
-  await exited;
 }
 
 /** One message to the server on its loopback address; the queue id. */
@@ -172,38 +82,6 @@ async function sendMail(port: number, o: Outgoing): Promise<string> {
   }
 }
 
-/** A private CA and a certificate for the directory's address (IP SAN). */
-function makeCertificates(): void {
-  const tls = path.join(dir, 'tls');
-  mkdirSync(tls);
-  const openssl = (args: string[]) => execFileSync('/usr/bin/openssl', args, { cwd: tls, stdio: 'pipe' });
-  openssl(
-    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=Test LDAP CA'].concat([
-      '-keyout',
-      'ca.key',
-      '-out',
-      'ca.pem',
-    ]),
-  );
-  openssl(
-    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${LDAP_HOST}`, '-keyout', 'server.key'].concat([
-      '-out',
-      'server.csr',
-    ]),
-  );
-  writeFileSync(path.join(tls, 'san.ext'), `subjectAltName=IP:${LDAP_HOST}\n`);
-  openssl(
-    ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial'].concat([
-      '-days',
-      '2',
-      '-extfile',
-      'san.ext',
-      '-out',
-      'server.pem',
-    ]),
-  );
-}
-
 /** `directory lookup` with the test's organisation file, its LDAP settings changed. */
 async function lookupWith(ldap: Record<string, unknown>, address: string) {
   const org = YAML.parse(readFileSync(srv.configFile, 'utf8'));
@@ -214,24 +92,8 @@ async function lookupWith(ldap: Record<string, unknown>, address: string) {
 }
 
 before(async () => {
-  mkdirSync(path.join(dir, 'db'), { recursive: true });
-  makeCertificates();
-  writeFileSync(path.join(dir, 'slapd.conf'), slapdConf());
-  writeFileSync(path.join(dir, 'data.ldif'), ldif());
-  await startSlapd();
-  const added = await run('/usr/bin/ldapadd', [
-    '-x',
-    '-H',
-    LDAP_URL,
-    '-D',
-    ROOT_DN,
-    '-w',
-    ROOT_PW,
-    '-f',
-    path.join(dir, 'data.ldif'),
-  ]);
-  assert.equal(added.code, 0, added.stderr);
-  writeFileSync(path.join(dir, 'bind.secret'), `${SERVICE_PW}\n`, { mode: 0o600 });
+  await slapd.start();
+  await slapd.add(ldif());
   srv = await startServer({
     engine: true,
     host: SMTP_HOST,
@@ -248,10 +110,10 @@ before(async () => {
       org.directory = {
         backend: 'ldap',
         ldap: {
-          url: LDAP_URL,
+          url: slapd.url,
           baseDn: BASE,
-          bindDn: SERVICE_DN,
-          bindPasswordFile: path.join(dir, 'bind.secret'),
+          bindDn: slapd.serviceDn,
+          bindPasswordFile: slapd.bindPasswordFile,
           timeoutMs: 2000,
           retrySeconds: 1,
           // Short, so that mail sent while slapd is down asks the directory again.
@@ -264,7 +126,7 @@ before(async () => {
 
 after(async () => {
   await srv?.stop();
-  await stopSlapd();
+  await slapd.stop();
   if (srv) cleanup(srv.dir);
   cleanup(dir);
 });
@@ -318,16 +180,16 @@ test('directory lookup shows a user, a contact, and a nested group after expansi
 });
 
 test('LDAPS and StartTLS check the certificate against caFile; without the CA the directory cannot answer', async () => {
-  const ca = path.join(dir, 'tls', 'ca.pem');
-  const ldaps = await lookupWith({ url: LDAPS_URL, caFile: ca }, 'bob@example.com');
+  const ca = slapd.caFile;
+  const ldaps = await lookupWith({ url: slapd.ldapsUrl, caFile: ca }, 'bob@example.com');
   assert.equal(ldaps.code, 0, ldaps.stderr);
   assert.match(ldaps.stdout, /user "Bob Example"/);
   const startTls = await lookupWith({ startTls: true, caFile: ca }, 'bob@example.com');
   assert.equal(startTls.code, 0, startTls.stderr);
-  const untrusted = await lookupWith({ url: LDAPS_URL }, 'bob@example.com');
+  const untrusted = await lookupWith({ url: slapd.ldapsUrl }, 'bob@example.com');
   assert.equal(untrusted.code, 3);
   assert.match(untrusted.stderr, /the directory cannot answer: .*certificate/i);
-  const badBind = await lookupWith({ bindPasswordFile: path.join(dir, 'data.ldif') }, 'bob@example.com');
+  const badBind = await lookupWith({ bindPasswordFile: path.join(dir, 'slapd.conf') }, 'bob@example.com');
   assert.equal(badBind.code, 3);
   assert.match(badBind.stderr, /refused the service account/);
 });
@@ -370,7 +232,7 @@ test('SMTP AUTH binds as the LDAP user: the right password works, a wrong one ge
 });
 
 test('slapd stopped: mail is deferred in the categorizer, RCPT gets 451 4.4.3; restarted: all delivered', async () => {
-  await stopSlapd();
+  await slapd.stop();
   await sleep(1200); // the cache's TTL: the next look-ups ask the directory
   const id = await sendMail(UNFILTERED_PORT, { from: 'kim@fourthcoffee.test', to: ['bob@example.com'] });
   await waitFor('the categorizer to defer', () =>
@@ -396,7 +258,7 @@ test('slapd stopped: mail is deferred in the categorizer, RCPT gets 451 4.4.3; r
     c.close();
   }
 
-  await startSlapd();
+  await slapd.start();
   await waitFor(
     'bob to receive after slapd is back',
     () => copiesOf(srv.dataDir, 'bob@example.com', id) === 1,
