@@ -23,6 +23,7 @@ import { CliError } from './admin-client.js';
 import { EXIT, EXIT_HELP } from './exit-codes.js';
 import { addRouteCommands } from './route-commands.js';
 import { addDirectoryCommands } from './directory-commands.js';
+import { unresolvedSmartHosts } from '../service/smart-host-names.js';
 import { outboundSettings } from '../config/outbound.js';
 
 async function readStdin(): Promise<string> {
@@ -113,6 +114,10 @@ export function buildProgram(): Command {
         const a = vs.address();
         process.stderr.write(`bridgehead: "${vs.config.name}" listening on ${a?.address}:${a?.port}\n`);
       }
+      // Not awaited: a slow DNS server must not hold the start.
+      void unresolvedSmartHosts(loaded.org, server.server).then((found) => {
+        for (const w of found) process.stderr.write(`bridgehead: warning: ${w}\n`);
+      });
       if (opts.config) {
         const file = opts.config;
         process.on('SIGHUP', () => {

@@ -14,6 +14,7 @@ import {
 import { parseIpRange } from '../net/ip-range.js';
 import { mailboxFolderProblems } from './mailbox-folders.js';
 import { mailboxStoreProblems } from './mailbox-stores.js';
+import { smartHostCheck } from './smart-hosts.js';
 
 export interface ConfigProblem {
   path: string;
@@ -273,6 +274,9 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
 
   errors.push(...mailboxFolderProblems(org));
   errors.push(...mailboxStoreProblems(org));
+  const smartHosts = smartHostCheck(org);
+  errors.push(...smartHosts.errors);
+  warnings.push(...smartHosts.warnings);
   return { errors, warnings };
 }
 

@@ -1,9 +1,11 @@
 // NAME      options: configuration -> the options each stage is built with
 // DESCRIPTION
-//   No I/O here but the DNS resolver handle. One function a stage: the retry schedules,
+//   No I/O here but the DNS resolver handle and the machine's interface addresses. One function a stage: the retry schedules,
 //   remote delivery's SMTP client settings, the categorizer's limits. All read the
 //   server's outbound settings (config/outbound.ts).
+import os from 'node:os';
 import type { LoadedConfig } from '../config/load.js';
+import { ownIdentity } from '../config/own-listeners.js';
 import type { ServerConfig } from '../config/schema.js';
 import { outboundSettings } from '../config/outbound.js';
 import type { RetryPolicy } from '../queue/retry.js';
@@ -33,6 +35,7 @@ export function remoteSettings(
 ): RemoteSettings {
   const { delivery: d, heloName, sourceAddress } = outboundSettings(server);
   const security = d.outboundSecurity;
+  const identity = ownIdentity(server);
   return {
     heloName,
     port: d.outboundPort,
@@ -47,7 +50,14 @@ export function remoteSettings(
     maxMessagesPerConnection: 100,
     ...(sourceAddress ? { localAddress: sourceAddress } : {}),
     ...(protocolLog ? { protocolLog } : {}),
+    // Asked before each connection: interfaces may come and go while the server runs.
+    self: () => ({ identity, localAddresses: localAddresses() }),
   };
+}
+
+/** Every address of this machine's interfaces (a 0.0.0.0 listener answers on each). */
+function localAddresses(): string[] {
+  return Object.values(os.networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
 }
 
 /** Connections to one next hop and in total; unset means no limit of ours. */

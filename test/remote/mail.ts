@@ -291,6 +291,7 @@ export interface TrackingRow {
   server_ip: string | null;
   recipients: string | null;
   message_info: string | null;
+  recipient_status: string | null;
 }
 
 /** Message tracking events of queue id `id`, oldest first (read-only). */
@@ -301,7 +302,7 @@ export function trackingEvents(dataDir: string, id: string): TrackingRow[] {
   try {
     return db
       .prepare(
-        `SELECT event, source, connector_id, server_ip, recipients, message_info FROM events
+        `SELECT event, source, connector_id, server_ip, recipients, message_info, recipient_status FROM events
          WHERE internal_message_id = ? ORDER BY id`,
       )
       .all(id) as TrackingRow[];

@@ -17,6 +17,7 @@ import { parseSmartHost, resolveMailHosts, hostAddresses } from './dns.js';
 export type { Destination, OutboundOverrides } from './destination.js';
 import type { Destination } from './destination.js';
 import { mergeResults, overLimit } from './transactions.js';
+import { withoutLoops, type Self } from './loop.js';
 
 export interface DeliveryJob {
   envelope: Envelope;
@@ -78,12 +79,15 @@ export interface RemoteSettings {
   /** The address connections come from (the virtual server's), if set. */
   localAddress?: string;
   protocolLog?: (session: string, event: string, data: string) => void;
+  /** This server's listeners and names: a next hop that is one of them is a loop (5.3.5). */
+  self?: () => Self;
 }
 
 interface Target {
   host: string;
   address: string;
   port: number;
+  preference?: number;
 }
 
 let connectionCounter = 0;
@@ -164,8 +168,13 @@ export class RemoteDelivery {
     );
   }
 
-  /** Candidate (host, address, port) triples in the order they are tried. */
+  /** Candidate (host, address, port) triples in the order they are tried; none is this server. */
   async targets(d: Destination): Promise<Target[]> {
+    const found = await this.candidates(d);
+    return this.s.self ? withoutLoops(found, this.s.self()) : found;
+  }
+
+  private async candidates(d: Destination): Promise<Target[]> {
     if (d.type === 'server') return [{ host: d.host, address: d.host, port: d.port }];
     if (d.type === 'smarthost') {
       const out: Target[] = [];
@@ -193,7 +202,9 @@ export class RemoteDelivery {
       return out;
     }
     const hosts = await resolveMailHosts(this.s.resolver, d.domain);
-    return hosts.flatMap((h) => h.addresses.map((a) => ({ host: h.host, address: a, port: this.s.port })));
+    return hosts.flatMap((h) =>
+      h.addresses.map((a) => ({ host: h.host, address: a, port: this.s.port, preference: h.preference })),
+    );
   }
 
   private async connect(targets: Target[], d: Destination): Promise<{ client: SmtpClient; target: Target }> {
