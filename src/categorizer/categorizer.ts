@@ -46,7 +46,7 @@ export interface CategorizerContext {
   serverName: string;
   directory: Directory;
   acceptedDomains: AcceptedDomains;
-  /** "Forward all mail with unresolved recipients to host" [003:2942-2974]. */
+  /** "Forward all mail with unresolved recipients to host", authoritative domains only [003:2588, 2942-2974]. */
   forwardUnresolvedTo?: string;
   orgMaxRecipients: number | null;
   orgMaxReceiveSizeKb: number | null;
@@ -63,6 +63,24 @@ export interface MessageFacts {
 }
 
 const fail = (code: number, status: string, text: string): Route => ({ kind: 'failed', code, status, text });
+
+/**
+ * Where a recipient of an accepted domain goes when the directory does not know it.
+ * "Forward all mail with unresolved recipients to host" affects only authoritative domains
+ * (the guide's shared address space, method 2): set, the recipient goes to that host; unset,
+ * 5.1.1. A non-authoritative domain is not affected by it: the recipient is routed like any
+ * remote domain, to a matching SMTP connector or else to the domain's MX
+ * [003:2588, 2971, 5055].
+ */
+export function unresolvedRoute(authoritative: boolean, domain: string, forwardUnresolvedTo?: string): Route {
+  if (!authoritative) return { kind: 'remote', domain };
+  if (forwardUnresolvedTo) return { kind: 'forwardHost', host: forwardUnresolvedTo };
+  return fail(
+    550,
+    '5.1.1',
+    'The e-mail account does not exist at the organization this message was sent to.',
+  );
+}
 
 const MAX_DEPTH = 20;
 
@@ -193,25 +211,11 @@ export class Categorizer {
       }
       const entry = await c.directory.findByAddress(lookup);
       if (!entry) {
-        if (accepted.authoritative) {
-          leaves.push({
-            sourceId,
-            address,
-            route: fail(
-              550,
-              '5.1.1',
-              'The e-mail account does not exist at the organization this message was sent to.',
-            ),
-          });
-        } else if (c.forwardUnresolvedTo) {
-          leaves.push({
-            sourceId,
-            address,
-            route: { kind: 'forwardHost', host: c.forwardUnresolvedTo },
-          });
-        } else {
-          leaves.push({ sourceId, address, route: { kind: 'remote', domain } });
-        }
+        leaves.push({
+          sourceId,
+          address,
+          route: unresolvedRoute(accepted.authoritative, domain, c.forwardUnresolvedTo),
+        });
         return;
       }
       switch (entry.kind) {

@@ -215,6 +215,18 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
           });
         }
       }
+      if (c.type === 'smtp') {
+        c.addressSpaces.forEach((s, si) => {
+          // "Do not select this check box if you are creating a connector with an address
+          // space of *" [003:2939, 4548]: it would relay for anyone to anywhere.
+          if (typeof s !== 'string' && s.allowRelay && s.pattern.trim() === '*') {
+            errors.push({
+              path: `${cpath}.addressSpaces[${si}].allowRelay`,
+              message: 'relaying to "*" would make an open relay; name the domains',
+            });
+          }
+        });
+      }
       if (c.type === 'routingGroup') {
         const target = org.routingGroups.find((g) => g.name === c.to);
         if (!target) errors.push({ path: `${cpath}.to`, message: `no routing group "${c.to}"` });

@@ -143,6 +143,12 @@ const addressSpace = z.union([
     type: z.string().default('SMTP'),
     pattern: z.string().min(1),
     cost: z.number().int().min(1).max(100).default(1),
+    /**
+     * "Allow messages to be relayed to these domains": the connector's local bridgehead
+     * virtual servers accept this domain from anyone, and route it over the connector
+     * [003:2939, 4548]. Refused with "*" (an open relay).
+     */
+    allowRelay: z.boolean().default(false),
   }),
 ]);
 

@@ -8,6 +8,8 @@ export interface AddressSpace {
   type: string;
   pattern: string;
   cost: number;
+  /** "Allow messages to be relayed to these domains" [003:2939]; absent in the string form. */
+  allowRelay?: boolean;
 }
 
 export interface ConnectorView {

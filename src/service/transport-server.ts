@@ -312,6 +312,7 @@ export class TransportServer {
     const shared = { filters: new Filters(org.filters), greylist: this.greylist };
     const wiring = {
       loaded: this.loaded,
+      currentOrg: () => this.loaded.org,
       server: this.server,
       dataDir: this.dataDir,
       directory: this.directory,

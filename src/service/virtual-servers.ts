@@ -24,6 +24,8 @@ import type { MessageTracking } from '../tracking/tracking.js';
 import { trackingEvent } from '../tracking/events.js';
 import { tlsContextFor } from './tls-contexts.js';
 import { FreeSpace } from '../queue/free-space.js';
+import { buildTopology } from '../routing/topology.js';
+import { isRelayDomain, relayDomainsOf as relayDomains } from '../routing/relay-domains.js';
 
 export interface VirtualServerWiring {
   loaded: LoadedConfig;
@@ -40,6 +42,25 @@ export interface VirtualServerWiring {
   remoteTriggered: VirtualServerDeps['remoteTriggered'];
   /** Free space of the spool's file system, shared by the virtual servers (MAIL's reserve). */
   freeSpace?: FreeSpace;
+  /** The organisation as last loaded (SIGHUP applies connectors at once); default `loaded`. */
+  currentOrg?: () => LoadedConfig['org'];
+}
+
+/**
+ * The connectors' relay domains for one virtual server (routing/relay-domains.ts), worked
+ * out again when the organisation is reloaded: connectors apply at once on SIGHUP.
+ */
+function relayDomainsOf(
+  currentOrg: () => LoadedConfig['org'],
+  server: string,
+  virtualServer: string,
+): (domain: string) => boolean {
+  let seen: { org: LoadedConfig['org']; patterns: string[] } | undefined;
+  return (domain) => {
+    const org = currentOrg();
+    if (seen?.org !== org) seen = { org, patterns: relayDomains(buildTopology(org), server, virtualServer) };
+    return isRelayDomain(seen.patterns, domain);
+  };
 }
 
 /** Greylisting's database, when any virtual server greylists. */
@@ -150,6 +171,7 @@ export async function startVirtualServer(
     remoteTriggered: w.remoteTriggered,
     freeSpace: freeSpaceOf(w),
     queueMinFreeKb: w.server.queueMinFreeKb,
+    relayDomain: relayDomainsOf(w.currentOrg ?? (() => org), w.server.name, vs.name),
   });
   try {
     await runtime.listen();

@@ -5,7 +5,8 @@
 //   Relay rights, first answer wins: the user's relay permission from the directory
 //   (deny beats allow, resolved at AUTH), then relay.allowAuthenticated for any
 //   authenticated session, then the relay list: "only the list" or "all except the list".
-//   A recipient needs relaying outside the accepted domains, and also inside them when
+//   A recipient needs relaying outside the accepted domains and the relay domains of the
+//   connectors this virtual server is a local bridgehead of, and also inside them when
 //   its local part routes onward (percent hack, bang path, quoted "@") or its path
 //   carried a source route: those tricks are refused to anyone who may not relay.
 // SECURITY  an open relay is one wrong answer here; the unit test pins each rule.
@@ -30,7 +31,10 @@ export function mayRelay(rights: RelayRights): boolean {
   return rights.listMode === 'onlyList' ? rights.clientListed : !rights.clientListed;
 }
 
-/** `localDomain`: the recipient's domain is accepted here ("Postmaster" alone always is). */
+/**
+ * `localDomain`: the recipient's domain is accepted here ("Postmaster" alone always is), or
+ * a connector's address space allows relaying to it on this virtual server [003:2939].
+ */
 export function needsRelay(
   recipient: { localPart: string; sourceRoute?: boolean },
   localDomain: boolean,

@@ -56,6 +56,8 @@ export interface SessionHost {
   readonly log: Logger;
   readonly remoteTriggered: RemoteTriggeredDelivery;
   readonly relayList: IpRangeList;
+  /** A domain a connector lets this virtual server relay to, from anyone [003:2939]. */
+  readonly relayDomain: (domain: string) => boolean;
   /** bareLineFeed.exceptions: clients whose bare LFs are normalised. */
   readonly bareLineFeedExceptions: IpRangeList;
   readonly maxRecipients: number | null;

@@ -89,8 +89,12 @@ export async function rcpt(session: SessionContext, arg: string): Promise<void> 
     transaction.rejectedRecipients++;
     throw new TransportError(452, '4.5.3', 'Too many recipients');
   }
-  // "Postmaster" without a domain is always ours (RFC 5321 §4.5.1).
-  const localDomain = path.domain === '' || server.acceptedDomains.match(path.domain) !== undefined;
+  // "Postmaster" without a domain is always ours (RFC 5321 §4.5.1). A connector's relay
+  // domain is accepted here like our own, tricks in its local part still need relay rights.
+  const localDomain =
+    path.domain === '' ||
+    server.acceptedDomains.match(path.domain) !== undefined ||
+    server.relayDomain(path.domain);
   const relayAllowed = mayRelay({
     permission: facts.identity?.permissions?.relay,
     authenticated: facts.identity !== undefined,

@@ -56,6 +56,11 @@ export interface VirtualServerDeps {
   freeSpace?: () => Promise<number | undefined>;
   /** The server's queueMinFreeKb (null: its default, see storage.ts). */
   queueMinFreeKb?: number | null;
+  /**
+   * Domains a connector's address space lets this virtual server relay to ("Allow messages
+   * to be relayed to these domains", routing/relay-domains.ts); none: no such domain.
+   */
+  relayDomain?: (domain: string) => boolean;
 }
 
 export class VirtualServerRuntime implements SessionHost {
@@ -70,6 +75,7 @@ export class VirtualServerRuntime implements SessionHost {
   readonly log: Logger;
   readonly remoteTriggered: RemoteTriggeredDelivery;
   readonly relayList: IpRangeList;
+  readonly relayDomain: (domain: string) => boolean;
   readonly bareLineFeedExceptions: IpRangeList;
   readonly maxRecipients: number | null;
   private readonly connectionList: IpRangeList;
@@ -96,6 +102,7 @@ export class VirtualServerRuntime implements SessionHost {
     this.protocolLog = deps.protocolLog;
     this.log = deps.log;
     this.remoteTriggered = deps.remoteTriggered ?? noHeldQueues;
+    this.relayDomain = deps.relayDomain ?? (() => false);
     this.onAccepted = deps.onAccepted;
     this.onArchived = deps.onArchived;
     this.hygiene = deps.hygiene;
