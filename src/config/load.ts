@@ -15,6 +15,7 @@ import { parseIpRange } from '../net/ip-range.js';
 import { mailboxFolderProblems } from './mailbox-folders.js';
 import { mailboxStoreProblems } from './mailbox-stores.js';
 import { smartHostCheck } from './smart-hosts.js';
+import { returnConnectorWarnings } from './return-connectors.js';
 
 export interface ConfigProblem {
   path: string;
@@ -289,6 +290,7 @@ export function crossCheck(org: OrganisationConfig): { errors: ConfigProblem[]; 
   const smartHosts = smartHostCheck(org);
   errors.push(...smartHosts.errors);
   warnings.push(...smartHosts.warnings);
+  warnings.push(...returnConnectorWarnings(org));
   return { errors, warnings };
 }
 
