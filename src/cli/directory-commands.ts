@@ -8,9 +8,8 @@
 //   unreachable, bind refused) · 1 an invalid organisation file.
 import type { Command } from 'commander';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
-import { outboundSettings } from '../config/outbound.js';
-import { Categorizer, type Route } from '../categorizer/categorizer.js';
-import { AcceptedDomains } from '../directory/accepted-domains.js';
+import { dryRunCategorizer } from './dry-run.js';
+import type { Route } from '../categorizer/categorizer.js';
 import type { DirectoryEntry } from '../directory/directory.js';
 import { openDirectory } from '../directory/open.js';
 import { DirectoryUnavailableError } from '../directory/unavailable.js';
@@ -78,16 +77,7 @@ export function addDirectoryCommands(program: Command): void {
       try {
         const entry = await backend.findByAddress(address);
         if (!entry) throw new CliError(`no recipient ${address} in the directory (${org.directory.backend})`);
-        const categorizer = new Categorizer({
-          serverName: server.name,
-          directory: backend,
-          acceptedDomains: new AcceptedDomains(org.recipientPolicies),
-          forwardUnresolvedTo: outboundSettings(server).messages.forwardUnresolvedTo,
-          orgMaxRecipients: null,
-          orgMaxReceiveSizeKb: null,
-          orgMaxSendSizeKb: null,
-          maxHopCount: 1000,
-        });
+        const categorizer = dryRunCategorizer(org, server, backend);
         const result = await categorizer.categorize([{ id: 1, address, original: address }], {
           sender: '',
           authenticated: true,

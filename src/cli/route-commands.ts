@@ -5,14 +5,12 @@ import { canonical, connectorStateIn, serverUpIn, type LinkStateTable } from '..
 import type { Command } from 'commander';
 import { AdminClient, CliError, endpoints, type Endpoint } from './admin-client.js';
 import { loadConfigFile, loadDefaultConfig, selectServer } from '../config/load.js';
-import { Categorizer } from '../categorizer/categorizer.js';
 import { openDirectory } from '../directory/open.js';
-import { AcceptedDomains } from '../directory/accepted-domains.js';
 import { Router } from '../routing/router.js';
 import { buildTopology } from '../routing/topology.js';
 import type { Topology } from '../routing/routing.js';
 import type { NextHop } from '../routing/next-hop.js';
-import { outboundSettings } from '../config/outbound.js';
+import { dryRunCategorizer } from './dry-run.js';
 
 /** MD5 of the canonical form of the link state table, as servers compare it. */
 export function topologyDigest(t: Topology): string {
@@ -205,16 +203,7 @@ export function addRouteCommands(program: Command): void {
         const servers = org.routingGroups.flatMap((g) => g.servers);
         const { server } = o.from ? selectServer(org, o.from) : { server: servers[0]! };
         const directory = openDirectory(org.directory, { baseDir: loaded.baseDir, serverName: server.name });
-        const categorizer = new Categorizer({
-          serverName: server.name,
-          directory,
-          acceptedDomains: new AcceptedDomains(org.recipientPolicies),
-          forwardUnresolvedTo: outboundSettings(server).messages.forwardUnresolvedTo,
-          orgMaxRecipients: null,
-          orgMaxReceiveSizeKb: null,
-          orgMaxSendSizeKb: null,
-          maxHopCount: 1000,
-        });
+        const categorizer = dryRunCategorizer(org, server, directory);
         const result = await categorizer
           .categorize([{ id: 1, address, original: address }], {
             sender: o.sender,

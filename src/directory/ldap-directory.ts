@@ -104,45 +104,24 @@ export class LdapDirectory implements Directory {
    */
   async scramCredentials(login: string): Promise<ScramCredentials | undefined> {
     if (this.config.authentication !== 'passwordHash') return undefined;
-    try {
+    return authenticating(async () => {
       const found = await this.userByLogin(login);
       const hash = found?.entry.user.passwordHash;
       const verifier = hash ? parseVerifier(hash) : undefined;
-      if (!found || !verifier) return undefined;
-      return {
-        verifier,
-        identity: {
-          name: found.entry.name,
-          primaryAddress: found.entry.primaryAddress,
-          permissions: { submit: 'default', relay: 'default' },
-        },
-      };
-    } catch (err) {
-      if (err instanceof DirectoryUnavailableError)
-        throw new TransportError(454, '4.7.0', 'Temporary authentication failure (directory unavailable)');
-      throw err;
-    }
+      return found && verifier ? { verifier, identity: identityOf(found.entry) } : undefined;
+    });
   }
 
   async authenticate(login: string, password: string): Promise<AuthenticatedIdentity | undefined> {
-    try {
+    return authenticating(async () => {
       const found = await this.userByLogin(login);
       if (!found) return undefined;
       const ok =
         this.config.authentication === 'passwordHash'
           ? !!found.entry.user.passwordHash && (await verifyPassword(password, found.entry.user.passwordHash))
           : await this.pool.tryBind(found.dn, password);
-      if (!ok) return undefined;
-      return {
-        name: found.entry.name,
-        primaryAddress: found.entry.primaryAddress,
-        permissions: { submit: 'default', relay: 'default' },
-      };
-    } catch (err) {
-      if (err instanceof DirectoryUnavailableError)
-        throw new TransportError(454, '4.7.0', 'Temporary authentication failure (directory unavailable)');
-      throw err;
-    }
+      return ok ? identityOf(found.entry) : undefined;
+    });
   }
 
   async close(): Promise<void> {
@@ -240,5 +219,25 @@ export class LdapDirectory implements Directory {
       }
     }
     return { entry, dn: raw.dn };
+  }
+}
+
+/** Who an LDAP user authenticates as; no attribute maps submit/relay permissions yet. */
+function identityOf(entry: { name: string; primaryAddress: string }): AuthenticatedIdentity {
+  return {
+    name: entry.name,
+    primaryAddress: entry.primaryAddress,
+    permissions: { submit: 'default', relay: 'default' },
+  };
+}
+
+/** SMTP AUTH while the directory cannot answer is a temporary failure (454 4.7.0), never a 535. */
+async function authenticating<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    if (err instanceof DirectoryUnavailableError)
+      throw new TransportError(454, '4.7.0', 'Temporary authentication failure (directory unavailable)');
+    throw err;
   }
 }
